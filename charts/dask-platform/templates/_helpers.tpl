@@ -1,0 +1,153 @@
+{{- /*
+Helpers shared by the umbrella chart and its subcharts (dask, jupyter, cluster-autoscaler).
+Helm parses every template of a release together, so a subchart may include these; the subcharts
+therefore render only as part of this chart. Helpers that need the context take a dict:
+  root:      the chart context ($) of the caller
+  component: the app.kubernetes.io/component value (scheduler, worker, jupyter, ...)
+*/ -}}
+
+{{- /*
+dp.fullname: the prefix of every object name: the release name, truncated to fit Kubernetes' 63 characters
+once a component suffix is added.
+*/ -}}
+{{- define "dp.fullname" -}}
+{{- .Release.Name | trunc 40 | trimSuffix "-" -}}
+{{- end }}
+
+{{- /*
+dp.componentName: "<release>-<component>", the name of a component's objects.
+Args: root, component.
+*/ -}}
+{{- define "dp.componentName" -}}
+{{- printf "%s-%s" (include "dp.fullname" .root) .component | trunc 63 | trimSuffix "-" -}}
+{{- end }}
+
+{{- /*
+dp.selectorLabels: the labels a Service or controller selects its pods by. Never add to these:
+a Deployment's selector is immutable.
+Args: root, component.
+*/ -}}
+{{- define "dp.selectorLabels" -}}
+app.kubernetes.io/name: dask-platform
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- /*
+dp.labels: the labels every object carries: the selector labels plus version and ownership.
+Args: root, component.
+*/ -}}
+{{- define "dp.labels" -}}
+{{ include "dp.selectorLabels" . }}
+app.kubernetes.io/part-of: dask-platform
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+app.kubernetes.io/version: {{ .root.Values.global.image.tag | quote }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{- end }}
+
+{{- /*
+dp.podLabels: labels of a pod template: dp.labels plus global.podLabels (e.g. the Azure workload identity
+opt-in label, set in values/azure.yaml).
+Args: root, component.
+*/ -}}
+{{- define "dp.podLabels" -}}
+{{ include "dp.labels" . }}
+{{- with .root.Values.global.podLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- /*
+dp.serviceAccountName: the ServiceAccount of an identity key of .Values.serviceAccounts
+(dask, jupyter, clusterAutoscaler), created by templates/platform/serviceaccount.yaml.
+Args: root, key.
+*/ -}}
+{{- define "dp.serviceAccountName" -}}
+{{- printf "%s-%s" (include "dp.fullname" .root) (.key | kebabcase) | trunc 63 | trimSuffix "-" -}}
+{{- end }}
+
+{{- /*
+dp.image: "repository:tag" of the platform image (Dask, the jobs package, JupyterLab), from global.image.
+Takes the root context.
+*/ -}}
+{{- define "dp.image" -}}
+{{- printf "%s:%s" .Values.global.image.repository .Values.global.image.tag -}}
+{{- end }}
+
+{{- /*
+dp.schedulerName: name of the scheduler Service (and Deployment). Takes the root context.
+*/ -}}
+{{- define "dp.schedulerName" -}}
+{{- include "dp.componentName" (dict "root" . "component" "scheduler") -}}
+{{- end }}
+
+{{- /*
+dp.schedulerAddress: the address clients and workers use: tcp://<scheduler Service>:<port>.
+Takes the root context.
+*/ -}}
+{{- define "dp.schedulerAddress" -}}
+{{- printf "tcp://%s:%d" (include "dp.schedulerName" .) (int .Values.global.ports.scheduler) -}}
+{{- end }}
+
+{{- /*
+dp.podSecurityContext / dp.containerSecurityContext: the hardened defaults every pod and container gets:
+non-root, no privilege escalation, no capabilities, RuntimeDefault seccomp, read-only root filesystem
+(writable paths are emptyDir mounts declared by each workload). Takes the root context.
+*/ -}}
+{{- define "dp.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.global.securityContext.runAsUser }}
+runAsGroup: {{ .Values.global.securityContext.runAsGroup }}
+fsGroup: {{ .Values.global.securityContext.fsGroup }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "dp.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+{{- end }}
+
+{{- /*
+dp.imagePullSecrets: the pod's imagePullSecrets from global.imagePullSecrets (names). Takes the root context.
+*/ -}}
+{{- define "dp.imagePullSecrets" -}}
+{{- with .Values.global.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{- /*
+dp.daskMemory: a Kubernetes memory quantity as Dask's --memory-limit understands it
+(4Gi -> 4GiB, 1500M -> 1500MB, 1k -> 1kB, 2147483648 -> 2147483648). Takes the quantity string.
+*/ -}}
+{{- define "dp.daskMemory" -}}
+{{- $q := toString . -}}
+{{- if regexMatch "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)$" $q -}}
+{{- printf "%sB" $q -}}
+{{- else if regexMatch "^[0-9]+$" $q -}}
+{{- $q -}}
+{{- else -}}
+{{- fail (printf "memory quantity %q: expected a number with an optional k, M, G, T, Ki, Mi, Gi or Ti suffix" $q) -}}
+{{- end -}}
+{{- end }}
+
+{{- /*
+dp.cpuThreads: whole threads a CPU quantity allows, at least 1 ("2" -> 2, "1500m" -> 1, "0.5" -> 1).
+Takes the quantity string.
+*/ -}}
+{{- define "dp.cpuThreads" -}}
+{{- $q := toString . -}}
+{{- $n := 0 -}}
+{{- if hasSuffix "m" $q -}}
+{{- $n = div (trimSuffix "m" $q | atoi) 1000 -}}
+{{- else -}}
+{{- $n = floor (float64 $q) | int -}}
+{{- end -}}
+{{- max $n 1 -}}
+{{- end }}
