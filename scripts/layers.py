@@ -2,7 +2,7 @@
 
 The effective values of a cluster are, in order of precedence (last wins):
 
-    charts/dask-platform/values.yaml  <-  values/<cloud>.yaml  <-  settings from cluster.yaml  <-  cluster.yaml `values:`
+    chart values.yaml  <-  values/<cloud>.yaml  <-  settings from cluster.yaml  <-  cluster.yaml `values:`
 
 Helm's rules: maps merge key by key, lists and scalars replace, and a null deletes the key (including the chart
 default). ``merge_layers`` combines the user layers the way ``helm -f a.yaml -f b.yaml`` does (nulls kept as
@@ -144,19 +144,21 @@ def load_cluster(name: str, clusters_dir: Path = CLUSTERS_DIR) -> Cluster:
     schema = load_yaml_file(CLUSTER_SCHEMA_FILE)
     errors = _schema_errors(data, schema)
     if errors:
-        err = errors[0]
-        raise UserError(err.message, file=path, key_path=key_path_str(err.absolute_path))
+        key_path, message = explain(errors[0])
+        raise UserError(message, file=path, key_path=key_path_str(key_path))
     clouds = available_clouds(clusters_dir.parent / "values")
     if data["cloud"] not in clouds:
         raise UserError(
             f"unknown cloud {data['cloud']!r}: expected one of {', '.join(clouds)} (a file values/<cloud>.yaml)",
-            file=path, key_path="cloud",
+            file=path,
+            key_path="cloud",
         )
     minors = supported_kubernetes_minors()
     if data["kubernetesVersion"] not in minors:
         raise UserError(
             f"Kubernetes {data['kubernetesVersion']} is not supported: expected one of {', '.join(minors)}",
-            file=path, key_path="kubernetesVersion",
+            file=path,
+            key_path="kubernetesVersion",
         )
     settings = {k: v for k, v in data.items() if k != "values"}
     return Cluster(
@@ -188,9 +190,9 @@ def cluster_layers(cluster: Cluster, values_dir: Path | None = None) -> list[Lay
 
 def _get_path(values: Any, path: list[Any]) -> tuple[bool, Any]:
     for part in path:
-        if isinstance(values, dict) and part in values:
-            values = values[part]
-        elif isinstance(values, list) and isinstance(part, int) and part < len(values):
+        if (isinstance(values, dict) and part in values) or (
+            isinstance(values, list) and isinstance(part, int) and part < len(values)
+        ):
             values = values[part]
         else:
             return False, None
@@ -219,6 +221,19 @@ def validate_values(effective: dict[str, Any], layers: list[Layer], schema: dict
             deepest = max(candidate.context, key=lambda e: len(e.absolute_path))
             if len(deepest.absolute_path) >= len(err.absolute_path):
                 err = deepest
-    file, path = blame(list(err.absolute_path), layers, CHART_DIR / "values.yaml")
+    path, message = explain(err)
+    file, path = blame(path, layers, CHART_DIR / "values.yaml")
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    raise UserError(f"{err.message}{more}", file=file, key_path=key_path_str(path))
+    raise UserError(f"{message}{more}", file=file, key_path=key_path_str(path))
+
+
+def explain(err: jsonschema.ValidationError) -> tuple[list[Any], str]:
+    """The key path and message a user should see: an unknown key is named in the path itself, with the
+    keys that are allowed there."""
+    path = list(err.absolute_path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = sorted(err.schema.get("properties", {}))
+        unknown = sorted(k for k in err.instance if k not in allowed)
+        if unknown and allowed:
+            return [*path, unknown[0]], f"unknown key {unknown[0]!r}; expected one of: {', '.join(allowed)}"
+    return path, err.message

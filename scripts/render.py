@@ -25,7 +25,7 @@ import yaml
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.common import CHART_DIR, UserError, display_path, report_user_errors, unified_diff
+from scripts.common import CHART_DIR, CLUSTERS_DIR, UserError, display_path, report_user_errors, unified_diff
 from scripts.layers import (
     Cluster,
     chart_defaults,
@@ -88,9 +88,7 @@ def object_filename(obj: dict[str, Any]) -> str:
 
 def manifest_files(cluster: Cluster, objects: Iterable[dict[str, Any]]) -> dict[str, str]:
     """One YAML file per object, each with the generated-file header, sorted by file name."""
-    sources = ", ".join(
-        [display_path(CHART_DIR), f"values/{cluster.cloud}.yaml", display_path(cluster.path)]
-    )
+    sources = ", ".join([display_path(CHART_DIR), f"values/{cluster.cloud}.yaml", display_path(cluster.path)])
     header = HEADER.format(cluster=cluster.name, sources=sources)
     files: dict[str, str] = {}
     for obj in objects:
@@ -107,9 +105,11 @@ async def render_cluster_async(cluster: Cluster, helm: Path | None = None) -> Re
     return RenderedCluster(cluster, effective, objects, manifest_files(cluster, objects))
 
 
-def render_clusters(names: Iterable[str], helm: Path | None = None) -> list[RenderedCluster]:
+def render_clusters(
+    names: Iterable[str], helm: Path | None = None, clusters_dir: Path = CLUSTERS_DIR
+) -> list[RenderedCluster]:
     """Render several clusters concurrently (helm runs as separate processes)."""
-    clusters = [load_cluster(name) for name in names]
+    clusters = [load_cluster(name, clusters_dir) for name in names]
     helm = helm or find_helm()
 
     async def _all() -> list[RenderedCluster]:
@@ -118,8 +118,8 @@ def render_clusters(names: Iterable[str], helm: Path | None = None) -> list[Rend
     return asyncio.run(_all())
 
 
-def render_cluster(name: str, helm: Path | None = None) -> RenderedCluster:
-    return render_clusters([name], helm)[0]
+def render_cluster(name: str, helm: Path | None = None, clusters_dir: Path = CLUSTERS_DIR) -> RenderedCluster:
+    return render_clusters([name], helm, clusters_dir)[0]
 
 
 def read_tree(folder: Path) -> dict[str, str]:
@@ -165,14 +165,21 @@ def write_rendered(rendered: RenderedCluster) -> None:
 @click.argument("clusters", nargs=-1)
 @click.option("--all", "all_clusters", is_flag=True, help="Render every clusters/*/cluster.yaml.")
 @click.option("--check", is_flag=True, help="Render in memory and fail with a diff if the committed files differ.")
+@click.option(
+    "--clusters-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=CLUSTERS_DIR,
+    show_default=True,
+    help="Folder of the cluster folders (values/ is its sibling).",
+)
 @report_user_errors
-def main(clusters: tuple[str, ...], all_clusters: bool, check: bool) -> None:
+def main(clusters: tuple[str, ...], all_clusters: bool, check: bool, clusters_dir: Path) -> None:
     """Render the manifests of CLUSTERS (folder names under clusters/)."""
-    names = cluster_names() if all_clusters else list(clusters)
+    names = cluster_names(clusters_dir) if all_clusters else list(clusters)
     if not names:
         raise UserError("name at least one cluster, or pass --all")
     stale = []
-    for rendered in render_clusters(names):
+    for rendered in render_clusters(names, clusters_dir=clusters_dir):
         where = display_path(rendered.cluster.rendered_dir)
         if check:
             diff = diff_rendered(rendered)

