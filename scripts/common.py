@@ -22,6 +22,8 @@ CLUSTERS_DIR = REPO_ROOT / "clusters"
 class UserError(Exception):
     """Bad input from a user: printed as one line (file, key path, what was expected), exit code 2."""
 
+    exit_code = 2
+
     def __init__(self, message: str, *, file: Path | str | None = None, key_path: str | None = None):
         self.file = Path(file) if file is not None else None
         self.key_path = key_path
@@ -127,6 +129,6 @@ def report_user_errors(func: F) -> F:
             return func(*args, **kwargs)
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+            raise SystemExit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]

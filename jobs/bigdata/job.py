@@ -1,0 +1,229 @@
+"""The big-data job: learn from a data set larger than any worker's memory, one Parquet partition at a time.
+
+1. The workers write the data set themselves (Rossmann-like features, a block of stores per Parquet file), so
+   it never passes through the client; ``--scale 10`` makes it ten times larger.
+2. Per-partition statistics (for standardisation) are computed in parallel and combined.
+3. An ``SGDRegressor`` learns by ``partial_fit``, one partition per task, the model passed from task to task:
+   a worker holds one partition at a time, so its memory does not grow with the data.
+4. The holdout (each store's last 6 weeks) is scored partition by partition, in parallel.
+
+The summary reports each worker's peak memory next to the data's in-memory size and the worker memory limit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from distributed import Client, wait
+
+from jobs.rossmann.data import SyntheticSpec, generate
+from jobs.rossmann.features import HOLDOUT_DAYS, TARGET, derive
+from jobs.runtime import local_versions, measure, option, timestamp, write_json, write_run_folder
+
+STORES_PER_PARTITION = 40
+BASE_STORES = 1115
+COLUMNS = ["Promo", "SchoolHoliday", "Promo2Active", "CompetitionOpenMonths", "CompetitionDistanceLog",
+           "DayOfMonth", "WeekSin", "WeekCos", "DaysToChristmas"]
+ONE_HOT = {"DayOfWeek": range(1, 8), "Month": range(1, 13), "StoreType": "abcd", "Assortment": "abc",
+           "StateHoliday": "0abc"}
+
+
+@dataclass
+class BigDataOptions:
+    scale: int = option(1, "Data size: 1 = the Rossmann panel (~1M rows); 10 = ten times the stores.")
+    epochs: int = option(2, "Passes of partial_fit over all partitions.")
+    seed: int = option(0, "Seed of the data and the model.")
+    path: str = option(".cache/bigdata", "Where the workers write the Parquet data set (a path they share).")
+    out: str = option("results/bigdata", "Parent folder of the run folder.")
+    progress: bool = option(True, "Print progress.")
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """Standardises the numeric columns (one-hot columns are left as they are) and centres the target."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    y_mean: float
+
+    @classmethod
+    def from_moments(cls, moments: list[tuple[int, np.ndarray, np.ndarray, float]]) -> Normalizer:
+        n = sum(m[0] for m in moments)
+        mean = sum(m[1] for m in moments) / n
+        var = sum(m[2] for m in moments) / n - mean**2
+        scale = np.sqrt(np.maximum(var, 1e-12))
+        numeric = len(COLUMNS) + 2
+        mean[numeric:] = 0.0
+        scale[numeric:] = 1.0
+        return cls(mean, scale, sum(m[3] for m in moments) / n)
+
+    def x(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+        return (X - self.mean) / self.scale
+
+
+# --- tasks (run on the workers) ---------------------------------------------------------------------------------
+
+
+def write_partition(folder: str, index: int, seed: int) -> dict[str, Any]:
+    """Generate the stores of partition ``index`` and write them as one Parquet file; returns its stats."""
+    path = Path(folder) / f"part-{index:05d}.parquet"
+    if not path.exists():
+        train, store = generate(SyntheticSpec(stores=STORES_PER_PARTITION, seed=seed * 100_003 + index))
+        offset = index * STORES_PER_PARTITION
+        train["Store"] += offset
+        store["Store"] += offset
+        features = derive(train.merge(store, on="Store", how="left"))
+        features = features[(features["Open"] == 1) & (features["Sales"] > 0)]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        features.to_parquet(tmp, index=False)
+        tmp.rename(path)
+    meta = pd.read_parquet(path, columns=["Sales"])
+    return {"path": str(path), "rows": len(meta), "bytes_in_memory": _memory_bytes(path)}
+
+
+def _memory_bytes(path: Path) -> int:
+    return int(pd.read_parquet(path).memory_usage(deep=True).sum())
+
+
+def design_matrix(df: pd.DataFrame, train: pd.DataFrame) -> np.ndarray:
+    """Numeric columns, the store's and store x weekday's mean log sales in ``train`` (a partition holds whole
+    stores, so these encodings are partition-local), then fixed one-hot columns: the same width everywhere."""
+    store_mean = train.groupby("Store")[TARGET].mean()
+    store_dow_mean = train.groupby(["Store", "DayOfWeek"])[TARGET].mean()
+    enc_store = df["Store"].map(store_mean).fillna(store_mean.mean()).to_numpy()
+    keys = pd.MultiIndex.from_frame(df[["Store", "DayOfWeek"]])
+    enc_dow = store_dow_mean.reindex(keys).fillna(pd.Series(enc_store, index=keys)).to_numpy()
+    parts = [df[COLUMNS].to_numpy(dtype=np.float64), enc_store[:, None], enc_dow[:, None]]
+    for column, values in ONE_HOT.items():
+        col = df[column].astype(str).to_numpy()
+        parts.append(np.stack([col == str(v) for v in values], axis=1).astype(np.float64))
+    return np.hstack(parts)
+
+
+def split(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    cutoff = df["Date"].max() - pd.Timedelta(days=HOLDOUT_DAYS)
+    return df[df["Date"] <= cutoff], df[df["Date"] > cutoff]
+
+
+def partition_moments(path: str) -> tuple[int, np.ndarray, np.ndarray]:
+    """(n, sum, sum of squares, sum of the target) of a partition's training rows."""
+    train = split(pd.read_parquet(path))[0]
+    X = design_matrix(train, train)
+    return len(X), X.sum(axis=0), (X**2).sum(axis=0), float(train[TARGET].sum())
+
+
+def partial_fit_partition(model: Any, path: str, norm: Normalizer, seed: int) -> Any:
+    """One step of the chain: learn from one partition's training rows (shuffled) and hand the model on."""
+    train = split(pd.read_parquet(path))[0].sample(frac=1.0, random_state=seed)
+    model.partial_fit(norm.x(design_matrix(train, train)), train[TARGET].to_numpy() - norm.y_mean)
+    return model
+
+
+def score_partition(model: Any, path: str, norm: Normalizer) -> tuple[int, float]:
+    """(rows, sum of squared percentage errors) on a partition's holdout rows."""
+    train, holdout = split(pd.read_parquet(path))
+    pred = np.expm1(np.clip(model.predict(norm.x(design_matrix(holdout, train))) + norm.y_mean, 0, 20))
+    y = holdout["Sales"].to_numpy(dtype=float)
+    return len(y), float((((y - pred) / y) ** 2).sum())
+
+
+def worker_memory() -> dict[str, int]:
+    """Current and peak RSS of this worker process, in bytes."""
+    import resource
+
+    import psutil
+
+    return {"rss": psutil.Process().memory_info().rss,
+            "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+# --- the job (runs on the client) ---------------------------------------------------------------------------
+
+
+def run(client: Client, opts: BigDataOptions, scheduler_address: str = "", code_shipping: str = "") -> dict:
+    from sklearn.linear_model import SGDRegressor
+
+    started = time.perf_counter()
+    n_parts = math.ceil(BASE_STORES * opts.scale / STORES_PER_PARTITION)
+    folder = str(Path(opts.path).resolve() / f"scale{opts.scale}-seed{opts.seed}")
+    say = print if opts.progress else (lambda *_: None)
+
+    say(f"bigdata: {n_parts} partitions of {STORES_PER_PARTITION} stores -> {folder}")
+    with measure(client) as eff_write:
+        stats = client.gather(client.map(write_partition, [folder] * n_parts, range(n_parts),
+                                         [opts.seed] * n_parts, pure=False))
+    paths = [s["path"] for s in stats]
+    rows = sum(s["rows"] for s in stats)
+    data_bytes = sum(s["bytes_in_memory"] for s in stats)
+    say(f"bigdata: {rows:,} rows, {data_bytes / 2**30:.2f} GiB in memory")
+
+    moments = client.gather(client.map(partition_moments, paths, pure=False))
+    norm = Normalizer.from_moments(moments)
+
+    model = SGDRegressor(learning_rate="adaptive", eta0=0.01, alpha=1e-5, random_state=opts.seed)
+    model_f = client.scatter(model)
+    order = np.random.default_rng(opts.seed)
+    t_fit = time.perf_counter()
+    for epoch in range(opts.epochs):
+        for i in order.permutation(len(paths)):
+            model_f = client.submit(partial_fit_partition, model_f, paths[i], norm, opts.seed + epoch, pure=False)
+        wait(model_f)
+        say(f"bigdata: epoch {epoch + 1}/{opts.epochs} done")
+    fit_s = time.perf_counter() - t_fit
+
+    scores = client.gather(client.map(score_partition, [model_f] * len(paths), paths, [norm] * len(paths),
+                                      pure=False))
+    holdout_rows = sum(s[0] for s in scores)
+    rmspe = math.sqrt(sum(s[1] for s in scores) / holdout_rows)
+
+    memory = client.run(worker_memory)
+    info = client.scheduler_info(n_workers=-1).get("workers", {})
+    limits = {w: info.get(w, {}).get("memory_limit") for w in memory}
+    peak = max(m["peak_rss"] for m in memory.values())
+    limit = min((v for v in limits.values() if v), default=None)
+    summary = {
+        "job": "bigdata",
+        "scale": opts.scale,
+        "partitions": n_parts,
+        "rows": rows,
+        "data_bytes_in_memory": data_bytes,
+        "worker_memory_limit_bytes": limit,
+        "data_exceeds_worker_limit": bool(limit and data_bytes > limit),
+        "peak_worker_rss_bytes": peak,
+        "workers": {w: {**m, "memory_limit": limits[w]} for w, m in memory.items()},
+        "holdout_rows": holdout_rows,
+        "holdout_rmspe": round(rmspe, 6),
+        "timing_s": {"write_data": round(eff_write.wall_s, 2), "partial_fit": round(fit_s, 2),
+                     "total": round(time.perf_counter() - started, 2)},
+        "versions": local_versions(),
+        "scheduler_address": scheduler_address,
+        "code_shipping": code_shipping,
+        "options": asdict(opts),
+    }
+    run_folder = Path(opts.out) / timestamp()
+    write_run_folder(run_folder, {"summary.json": write_json(summary)})
+    summary["run_folder"] = str(run_folder)
+    return summary
+
+
+def format_table(summary: dict) -> str:
+    gib = 2**30
+    limit = summary["worker_memory_limit_bytes"]
+    lines = [
+        ("data", f"{summary['rows']:,} rows in {summary['partitions']} Parquet partitions, "
+                 f"{summary['data_bytes_in_memory'] / gib:.2f} GiB in memory"),
+        ("worker memory limit", f"{limit / gib:.2f} GiB" if limit else "none"),
+        ("peak worker RSS", f"{summary['peak_worker_rss_bytes'] / gib:.2f} GiB"),
+        ("holdout RMSPE", f"{summary['holdout_rmspe']:.4f} on {summary['holdout_rows']:,} rows"),
+        ("wall time", f"{summary['timing_s']['total']:.1f} s"),
+        ("results", summary.get("run_folder", "-")),
+    ]
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in lines)

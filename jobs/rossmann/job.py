@@ -1,0 +1,269 @@
+"""The Rossmann job: data -> dask-dataframe features -> parallel hyperparameter search of an MLP pipeline on the
+Dask cluster -> refit of the best candidate -> holdout RMSPE against the median baseline -> run folder.
+
+``run`` takes a connected ``distributed.Client``; it does not care whether the cluster is embedded or deployed.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+from distributed import Client
+
+from jobs.rossmann import data as rdata
+from jobs.rossmann.features import FEATURES, TARGET, build_features, modelling_rows, split_holdout
+from jobs.rossmann.model import (
+    RMSPE_SCORER,
+    SearchSpace,
+    build_pipeline,
+    date_block_folds,
+    load_space,
+    median_baseline,
+    rmspe,
+    sample_rows,
+)
+from jobs.runtime import Efficiency, ProgressGet, local_versions, measure, option, timestamp, write_json, write_run_folder
+
+STRATEGIES = ("grid", "random", "halving")
+
+
+@dataclass
+class RossmannOptions:
+    data: str | None = option(None, "Folder with the Kaggle train.csv and store.csv; default: synthetic data.")
+    stores: int = option(1115, "Synthetic data: number of stores (1,115 in the real data).")
+    days: int = option(942, "Synthetic data: number of days from 2013-01-01 (942 in the real data).")
+    scale: int = option(1, "Synthetic data: multiply the number of stores (10 for the big-data case).")
+    seed: int = option(0, "Seed of the data, the sampling and the models.")
+    search: str = option("default", "Search space: small, default, large, or a YAML file.")
+    strategy: str = option("grid", "grid (dask-ml GridSearchCV), random (RandomizedSearchCV) or halving.",
+                           choices=STRATEGIES)
+    folds: int | None = option(None, "Time-series CV folds (default: the search space's).")
+    sample_rows: int | None = option(None, "Rows the search fits on (default: the search space's).")
+    refit_rows: int = option(300_000, "Rows the best candidate is refit on (0: all training rows).")
+    out: str = option("results/rossmann", "Parent folder of the run folder.")
+    cache: str = option(".cache/rossmann", "Where synthetic data is cached as Parquet.")
+    progress: bool = option(True, "Show a progress bar during the search.")
+
+
+@dataclass
+class SearchOutcome:
+    cv_results: pd.DataFrame
+    best_params: dict[str, Any]
+    best_cv_rmspe: float
+    n_candidates: int
+    efficiency: Efficiency
+
+
+def load_data(opts: RossmannOptions) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    if opts.data:
+        train, store = rdata.load_kaggle(Path(opts.data))
+        return train, store, f"kaggle:{opts.data}"
+    spec = rdata.SyntheticSpec(stores=opts.stores * opts.scale, days=opts.days, seed=opts.seed)
+    train, store, cached = rdata.load_or_generate(spec, Path(opts.cache))
+    return train, store, f"synthetic:{spec.key()}{' (cached)' if cached else ''}"
+
+
+def compute_features(client: Client, train: pd.DataFrame, store: pd.DataFrame) -> pd.DataFrame:
+    """Features with dask dataframe on the cluster, gathered as one pandas frame of model rows."""
+    workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
+    parts = max(2, min(64, 2 * workers, len(train) // 50_000 + 1))
+    # Scatter the partitions once rather than embedding the data in the task graph.
+    chunks = client.scatter([train.iloc[idx] for idx in np.array_split(np.arange(len(train)), parts)])
+    ddf = dd.from_delayed(chunks, meta=train.iloc[:0], verify_meta=False)
+    features = build_features(ddf, store)
+    rows = features[(features["Open"] == 1) & (features["Sales"] > 0)]
+    return client.compute(rows).result()
+
+
+def make_search(space: SearchSpace, strategy: str, folds: list, seed: int, client: Client, progress: bool):
+    pipeline = build_pipeline(seed=seed, max_iter=space.max_iter)
+    common = dict(scoring=RMSPE_SCORER, cv=folds, refit=False)
+    if strategy == "halving":
+        from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+        from sklearn.model_selection import HalvingGridSearchCV
+
+        return HalvingGridSearchCV(pipeline, space.grid, factor=2, n_jobs=-1, random_state=seed, **common)
+    import dask_ml.model_selection as dms
+
+    scheduler = ProgressGet(client, "search", enabled=progress)
+    if strategy == "random":
+        n_iter = space.n_candidates or max(1, space.grid_size // 2)
+        return dms.RandomizedSearchCV(pipeline, space.grid, n_iter=n_iter, random_state=seed, scheduler=scheduler,
+                                      **common)
+    return dms.GridSearchCV(pipeline, space.grid, scheduler=scheduler, **common)
+
+
+def run_search(client: Client, rows: pd.DataFrame, space: SearchSpace, strategy: str, seed: int,
+               progress: bool = True) -> SearchOutcome:
+    """The parallel search on a sample of the training rows, with time-ordered folds."""
+    folds = date_block_folds(rows["Date"], space.folds)
+    search = make_search(space, strategy, folds, seed, client, progress)
+    X, y = rows[FEATURES], rows[TARGET].to_numpy()
+    with measure(client) as eff, warnings.catch_warnings():
+        # dask-ml puts the search sample into the graph once (it is shared by every fit); that is intended.
+        warnings.filterwarnings("ignore", message=".*Sending large graph.*")
+        if strategy == "halving":
+            import joblib
+
+            with joblib.parallel_backend("dask"):
+                search.fit(X, y)
+        else:
+            search.fit(X, y)
+    cv = pd.DataFrame(search.cv_results_)
+    if strategy == "halving":  # the winner is the best of the last round
+        last = cv[cv["iter"] == cv["iter"].max()]
+        best = last.loc[last["mean_test_score"].idxmax()]
+    else:
+        best = cv.loc[cv["mean_test_score"].idxmax()]
+    params = {k: _plain(v) for k, v in best["params"].items()}
+    return SearchOutcome(cv, params, float(-best["mean_test_score"]), len(cv), eff)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def fit_and_predict(params: dict[str, Any], seed: int, max_iter: int, X: pd.DataFrame, y: np.ndarray,
+                    X_holdout: pd.DataFrame) -> tuple[np.ndarray, float]:
+    """Runs on a worker: fit the pipeline with ``params`` and predict the holdout (log scale). Returns the
+    predictions and the fit time."""
+    start = time.perf_counter()
+    model = build_pipeline(seed=seed, max_iter=max_iter).set_params(**params)
+    model.fit(X, y)
+    return model.predict(X_holdout), time.perf_counter() - start
+
+
+def run(client: Client, opts: RossmannOptions, scheduler_address: str = "", code_shipping: str = "") -> dict:
+    """Run the whole job; returns the summary (also written to the run folder with the other results)."""
+    started = time.perf_counter()
+    if opts.strategy not in STRATEGIES:
+        raise ValueError(f"--strategy {opts.strategy!r}: expected one of {', '.join(STRATEGIES)}")
+    space = load_space(opts.search)
+    if opts.folds:
+        space = SearchSpace(space.name, space.grid, opts.folds, space.sample_rows, space.max_iter, space.n_candidates)
+    if opts.sample_rows:
+        space = SearchSpace(space.name, space.grid, space.folds, opts.sample_rows, space.max_iter, space.n_candidates)
+
+    train, store, source = load_data(opts)
+    t_data = time.perf_counter()
+    rows = compute_features(client, train, store)
+    t_features = time.perf_counter()
+    fit_rows, holdout = split_holdout(rows)
+    search_rows = sample_rows(fit_rows, space.sample_rows, opts.seed)
+
+    outcome = run_search(client, search_rows, space, opts.strategy, opts.seed, opts.progress)
+    t_search = time.perf_counter()
+
+    refit = sample_rows(fit_rows, opts.refit_rows or len(fit_rows), opts.seed)
+    X_f, y_f, holdout_f = client.scatter([refit[FEATURES], refit[TARGET].to_numpy(), holdout[FEATURES]])
+    future = client.submit(fit_and_predict, outcome.best_params, opts.seed, space.max_iter, X_f, y_f, holdout_f,
+                           pure=False)
+    pred_log, refit_s = future.result()
+    model_rmspe = rmspe(holdout["Sales"].to_numpy(), np.expm1(np.clip(pred_log, 0, 20)))
+    baseline_rmspe = rmspe(holdout["Sales"].to_numpy(), median_baseline(fit_rows, holdout))
+    t_done = time.perf_counter()
+
+    eff = outcome.efficiency
+    summary = {
+        "job": "rossmann",
+        "data": source,
+        "rows": {"train_csv": len(train), "model_rows": len(rows), "fit_rows": len(fit_rows),
+                 "holdout_rows": len(holdout), "search_rows": len(search_rows), "refit_rows": len(refit)},
+        "holdout": {"first_date": str(holdout["Date"].min().date()), "last_date": str(holdout["Date"].max().date())},
+        "search": {"space": space.name, "strategy": opts.strategy, "folds": space.folds,
+                   "grid": {k: [_jsonable(v) for v in vs] for k, vs in space.grid.items()},
+                   "max_iter": space.max_iter},
+        "best_params": {k: _jsonable(v) for k, v in outcome.best_params.items()},
+        "cv_rmspe": round(outcome.best_cv_rmspe, 6),
+        "holdout_rmspe": {"model": round(model_rmspe, 6), "baseline": round(baseline_rmspe, 6)},
+        "n_candidates": outcome.n_candidates,
+        "timing_s": {
+            "data": round(t_data - started, 2),
+            "features": round(t_features - t_data, 2),
+            "search": round(t_search - t_features, 2),
+            "refit_and_score": round(t_done - t_search, 2),
+            "total": round(t_done - started, 2),
+        },
+        "search_fit_cpu_s": round(eff.busy_s, 2),
+        "refit_cpu_s": round(refit_s, 2),
+        "parallel_efficiency": round(eff.parallel_efficiency, 3),
+        "cluster_threads": eff.threads,
+        "versions": local_versions(),
+        "scheduler_address": scheduler_address,
+        "code_shipping": code_shipping,
+        "options": asdict(opts),
+    }
+    folder = Path(opts.out) / timestamp()
+    cv_out = outcome.cv_results.drop(columns=["params"]).copy()
+    cv_out.insert(0, "cv_rmspe", -cv_out["mean_test_score"])
+    write_run_folder(folder, {
+        "summary.json": write_json(summary),
+        "cv_results.csv": lambda p: cv_out.to_csv(p, index=False),
+        "search.png": lambda p: plot_search(cv_out, baseline_rmspe, outcome.best_cv_rmspe, p),
+    })
+    summary["run_folder"] = str(folder)
+    return summary
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return list(value)
+    return _plain(value)
+
+
+def plot_search(cv: pd.DataFrame, baseline_rmspe: float, best: float, path: Path) -> None:
+    """CV RMSPE of every candidate by each hyperparameter value, with the baseline's holdout RMSPE."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    params = [c for c in cv.columns if c.startswith("param_")]
+    fig, axes = plt.subplots(1, max(1, len(params)), figsize=(4 * max(1, len(params)), 3.6), squeeze=False)
+    for ax, column in zip(axes[0], params, strict=False):
+        labels = cv[column].astype(str)
+        order = sorted(labels.unique())
+        x = labels.map({v: i for i, v in enumerate(order)})
+        jitter = np.random.default_rng(0).uniform(-0.08, 0.08, len(x))
+        ax.scatter(x + jitter, cv["cv_rmspe"], s=18, alpha=0.8)
+        ax.axhline(baseline_rmspe, color="tab:red", linestyle="--", label="median baseline (holdout)")
+        ax.axhline(best, color="tab:green", linestyle=":", label="best candidate (CV)")
+        ax.set_xticks(range(len(order)), order, rotation=20, fontsize=8)
+        ax.set_title(column.removeprefix("param_"), fontsize=9)
+        ax.set_ylabel("CV RMSPE (lower is better)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def format_table(summary: dict) -> str:
+    """The terminal summary of a run."""
+    h = summary["holdout_rmspe"]
+    t = summary["timing_s"]
+    gain = 1 - h["model"] / h["baseline"] if h["baseline"] else 0.0
+    lines = [
+        ("data", summary["data"]),
+        ("rows (model / holdout)", f"{summary['rows']['model_rows']:,} / {summary['rows']['holdout_rows']:,}"),
+        ("search", f"{summary['search']['strategy']} over {summary['n_candidates']} candidates x "
+                   f"{summary['search']['folds']} folds on {summary['rows']['search_rows']:,} rows"),
+        ("best params", ", ".join(f"{k.split('__')[-1]}={v}" for k, v in summary["best_params"].items())),
+        ("CV RMSPE (best)", f"{summary['cv_rmspe']:.4f}"),
+        ("holdout RMSPE model", f"{h['model']:.4f}"),
+        ("holdout RMSPE baseline", f"{h['baseline']:.4f}  (model is {gain:+.1%} better)"),
+        ("wall time", f"{t['total']:.1f} s (search {t['search']:.1f} s, refit {t['refit_and_score']:.1f} s)"),
+        ("parallel efficiency", f"{summary['parallel_efficiency']:.2f} on {summary['cluster_threads']} threads"),
+        ("scheduler", summary["scheduler_address"] or "-"),
+        ("results", summary.get("run_folder", "-")),
+    ]
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in lines)

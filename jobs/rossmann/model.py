@@ -1,0 +1,204 @@
+"""The model (a scikit-learn Pipeline: ColumnTransformer + MLPRegressor), its search spaces, the RMSPE scorer,
+the median baseline and time-ordered CV folds. Pure functions and data; no cluster code here."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+from sklearn.compose import ColumnTransformer
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import make_scorer
+from sklearn.model_selection import KFold
+from sklearn.neural_network import MLPRegressor
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler, TargetEncoder
+
+from jobs.rossmann.features import CATEGORICAL, NUMERIC, STORE_KEYS
+
+# --- metric and baseline ------------------------------------------------------------------------------------
+
+
+def rmspe(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Root mean square percentage error on the original scale, ignoring zero-sales days (Kaggle's metric)."""
+    y_true = np.asarray(y_true, dtype=float)
+    y_pred = np.asarray(y_pred, dtype=float)
+    mask = y_true > 0
+    return float(np.sqrt(np.mean(((y_true[mask] - y_pred[mask]) / y_true[mask]) ** 2)))
+
+
+def rmspe_from_log(y_log_true: np.ndarray, y_log_pred: np.ndarray) -> float:
+    """RMSPE of predictions made on the log1p scale, measured on the original scale."""
+    return rmspe(np.expm1(y_log_true), np.expm1(np.clip(y_log_pred, 0, 20)))
+
+
+# Higher is better for scikit-learn, so the search maximises -RMSPE.
+RMSPE_SCORER = make_scorer(rmspe_from_log, greater_is_better=False)
+
+
+def median_baseline(train: pd.DataFrame, holdout: pd.DataFrame) -> np.ndarray:
+    """Predict each holdout row with the median Sales of its store x DayOfWeek x Promo in the training rows
+    (falling back to the store's median, then the overall median)."""
+    keys = ["Store", "DayOfWeek", "Promo"]
+    fine = train.groupby(keys)["Sales"].median().rename("fine")
+    coarse = train.groupby("Store")["Sales"].median().rename("coarse")
+    out = holdout[keys].join(fine, on=keys).join(coarse, on="Store")
+    return out["fine"].fillna(out["coarse"]).fillna(train["Sales"].median()).to_numpy()
+
+
+# --- the model ----------------------------------------------------------------------------------------------
+
+
+def build_pipeline(seed: int = 0, max_iter: int = 12) -> Pipeline:
+    """Preprocessing (scaled numerics, one-hot calendar/store categories, target-encoded store keys) + an MLP."""
+    preprocess = ColumnTransformer(
+        [
+            ("num", StandardScaler(), NUMERIC),
+            ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32), CATEGORICAL),
+            ("store", make_pipeline(TargetEncoder(target_type="continuous", cv=KFold(5, shuffle=True, random_state=seed)), StandardScaler()),
+             STORE_KEYS),
+        ],
+        verbose_feature_names_out=False,
+    )
+    mlp = CappedMLPRegressor(
+        hidden_layer_sizes=(64, 32),
+        batch_size=512,
+        max_iter=max_iter,
+        learning_rate_init=1e-3,
+        alpha=1e-4,
+        random_state=seed,
+        tol=1e-5,
+        n_iter_no_change=3,
+    )
+    return Pipeline([("pre", preprocess), ("mlp", mlp)])
+
+
+class CappedMLPRegressor(MLPRegressor):
+    """MLPRegressor that does not warn when max_iter stops it: the search caps epochs on purpose."""
+
+    def fit(self, X, y):  # noqa: N803 - scikit-learn's names
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return super().fit(X, y)
+
+
+# --- search spaces and folds ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What to search: a parameter grid over pipeline step parameters, the CV folds and the sample size."""
+
+    name: str
+    grid: dict[str, list[Any]]
+    folds: int = 3
+    sample_rows: int = 60_000
+    max_iter: int = 12
+    n_candidates: int | None = None  # None: the whole grid; a number: that many random candidates
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def grid_size(self) -> int:
+        return int(np.prod([len(v) for v in self.grid.values()]))
+
+
+BUILTIN_SPACES: dict[str, SearchSpace] = {
+    "small": SearchSpace(
+        "small",
+        {"mlp__hidden_layer_sizes": [(32,), (64, 32)], "mlp__alpha": [1e-4, 1e-2]},
+        folds=2, sample_rows=20_000, max_iter=6,
+    ),
+    "default": SearchSpace(
+        "default",
+        {
+            "mlp__hidden_layer_sizes": [(64,), (64, 32)],
+            "mlp__alpha": [1e-4, 1e-3],
+            "mlp__learning_rate_init": [1e-3, 3e-3],
+        },
+        folds=3, sample_rows=60_000, max_iter=12,
+    ),
+    "large": SearchSpace(
+        "large",
+        {
+            "pre__store__targetencoder__smooth": ["auto", 50.0],
+            "mlp__hidden_layer_sizes": [(64,), (64, 32), (128, 64)],
+            "mlp__alpha": [1e-5, 1e-4, 1e-3],
+            "mlp__learning_rate_init": [1e-3, 3e-3],
+        },
+        folds=3, sample_rows=150_000, max_iter=20,
+    ),
+}
+
+SPACE_KEYS = {"grid", "folds", "sample_rows", "max_iter", "n_candidates"}
+
+
+def load_space(spec: str) -> SearchSpace:
+    """A built-in space by name, or a YAML file with ``grid`` (required) and optional folds, sample_rows,
+    max_iter, n_candidates. Lists of hidden_layer_sizes become tuples."""
+    if spec in BUILTIN_SPACES:
+        return BUILTIN_SPACES[spec]
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"--search {spec!r}: expected one of {', '.join(BUILTIN_SPACES)} or a YAML file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: YAML syntax error: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("grid"), dict) or not data["grid"]:
+        raise ValueError(f"{path}: key grid: expected a mapping of pipeline parameter -> list of values")
+    unknown = set(data) - SPACE_KEYS
+    if unknown:
+        raise ValueError(f"{path}: key {sorted(unknown)[0]}: unknown (expected {', '.join(sorted(SPACE_KEYS))})")
+    valid = build_pipeline().get_params()
+    grid: dict[str, list[Any]] = {}
+    for key, values in data["grid"].items():
+        if key not in valid:
+            raise ValueError(f"{path}: key grid.{key}: not a parameter of the pipeline")
+        if not isinstance(values, list) or not values:
+            raise ValueError(f"{path}: key grid.{key}: expected a non-empty list")
+        grid[key] = [tuple(v) if isinstance(v, list) else v for v in values]
+    for key in ("folds", "sample_rows", "max_iter", "n_candidates"):
+        if key in data and (not isinstance(data[key], int) or data[key] < (2 if key == "folds" else 1)):
+            raise ValueError(f"{path}: key {key}: expected a positive integer")
+    return SearchSpace(path.stem, grid, **{k: data[k] for k in ("folds", "sample_rows", "max_iter", "n_candidates")
+                                           if k in data})
+
+
+def date_block_folds(dates: pd.Series, n_folds: int, block_days: int = 42) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Time-series CV: fold k validates on a block of ``block_days`` days and trains on everything before it;
+    blocks are the last ``n_folds`` blocks before the end of ``dates`` (which must exclude the holdout)."""
+    dates = pd.Series(pd.to_datetime(dates)).reset_index(drop=True)
+    end = dates.max()
+    folds = []
+    for k in range(n_folds, 0, -1):
+        start = end - pd.Timedelta(days=block_days * k)
+        stop = start + pd.Timedelta(days=block_days)
+        train_idx = np.flatnonzero((dates <= start).to_numpy())
+        test_idx = np.flatnonzero(((dates > start) & (dates <= stop)).to_numpy())
+        if len(train_idx) and len(test_idx):
+            folds.append((train_idx, test_idx))
+    if len(folds) < min(2, n_folds):
+        raise ValueError(f"not enough history for {n_folds} folds of {block_days} days")
+    return folds
+
+
+def sample_rows(rows: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
+    """A seeded random sample of ``n`` rows (all rows if fewer), in date order."""
+    if len(rows) > n:
+        rows = rows.sample(n=n, random_state=seed)
+    return rows.sort_values(["Date", "Store"], kind="stable").reset_index(drop=True)
+
+
+def iter_candidates(space: SearchSpace, seed: int) -> Iterator[dict[str, Any]]:
+    from sklearn.model_selection import ParameterGrid, ParameterSampler
+
+    if space.n_candidates is None or space.n_candidates >= space.grid_size:
+        yield from ParameterGrid(space.grid)
+    else:
+        yield from ParameterSampler(space.grid, n_iter=space.n_candidates, random_state=seed)

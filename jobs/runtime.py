@@ -1,0 +1,135 @@
+"""What every job shares on the client side: options as dataclasses, progress over Dask futures, the
+parallel-efficiency measurement, versions, and the atomically written run folder."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from distributed import Client, as_completed
+
+# Packages whose versions must agree between client, scheduler and workers (pickled objects cross them).
+VERSIONED_PACKAGES = ("dask", "distributed", "scikit-learn", "pandas", "numpy", "cloudpickle", "dask-ml", "pyarrow")
+
+
+def option(default: Any, help: str, **extra: Any) -> Any:  # noqa: A002 - click's word
+    """A job option: a dataclass field whose metadata the CLI turns into a command-line option."""
+    return field(default=default, metadata={"help": help, **extra})
+
+
+def local_versions() -> dict[str, str]:
+    """Versions of python and the packages that must match across the cluster (runs anywhere)."""
+    out = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "-"
+    return out
+
+
+class ProgressGet:
+    """A dask ``get`` for dask-ml searches: submits the graph as futures, shows a progress bar as results
+    arrive, and cancels the futures if interrupted (Ctrl-C)."""
+
+    def __init__(self, client: Client, description: str, enabled: bool = True):
+        self.client = client
+        self.description = description
+        self.enabled = enabled
+
+    def __call__(self, dsk: Any, keys: Any, **_: Any) -> Any:
+        from tqdm.auto import tqdm
+
+        futures = self.client.get(dsk, keys, sync=False)
+        flat = _flatten(futures)
+        try:
+            with tqdm(total=len(flat), desc=self.description, disable=not self.enabled, unit="fit") as bar:
+                for _future in as_completed(flat):
+                    bar.update()
+            return self.client.gather(futures)
+        except BaseException:
+            self.client.cancel(flat)
+            raise
+
+
+def _flatten(obj: Any) -> list[Any]:
+    if isinstance(obj, (list, tuple)):
+        return [x for item in obj for x in _flatten(item)]
+    return [obj]
+
+
+@dataclass
+class Efficiency:
+    """CPU time the cluster's worker processes spent during a phase, against what its threads could have."""
+
+    wall_s: float = 0.0
+    busy_s: float = 0.0
+    threads: int = 1
+
+    @property
+    def parallel_efficiency(self) -> float:
+        return self.busy_s / (self.wall_s * self.threads) if self.wall_s and self.threads else 0.0
+
+
+def process_cpu_seconds() -> float:
+    """User + system CPU seconds of the calling process (run on each worker with ``Client.run``)."""
+    import psutil
+
+    times = psutil.Process().cpu_times()
+    return times.user + times.system
+
+
+@contextlib.contextmanager
+def measure(client: Client) -> Iterator[Efficiency]:
+    """Wall time of the block and the CPU seconds the workers spent in it. CPU time, not task durations:
+    tasks that wait (nested joblib calls secede from their thread) would otherwise count twice."""
+    eff = Efficiency(threads=sum(client.nthreads().values()) or 1)
+    before = client.run(process_cpu_seconds)
+    start = time.perf_counter()
+    yield eff
+    eff.wall_s = time.perf_counter() - start
+    after = client.run(process_cpu_seconds)
+    eff.busy_s = sum(after[w] - before.get(w, 0.0) for w in after)
+
+
+def timestamp() -> str:
+    return dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def write_run_folder(target: Path, writers: dict[str, Callable[[Path], None]]) -> Path:
+    """Create ``target`` with the files the writers produce, all or nothing: they write into a staging folder
+    that is renamed into place at the end."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    try:
+        for name, write in writers.items():
+            write(staging / name)
+        os.chmod(staging, 0o755)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def write_json(data: dict[str, Any]) -> Callable[[Path], None]:
+    return lambda path: path.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def is_interactive() -> bool:
+    return sys.stderr.isatty()
