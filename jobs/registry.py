@@ -19,15 +19,25 @@ class Job:
 def _rossmann() -> Job:
     from jobs.rossmann import job
 
-    return Job("rossmann", "Rossmann store sales: MLP pipeline hyperparameter search vs a median baseline",
-               job.RossmannOptions, job.run, job.format_table)
+    return Job(
+        "rossmann",
+        "Rossmann store sales: MLP pipeline hyperparameter search vs a median baseline",
+        job.RossmannOptions,
+        job.run,
+        job.format_table,
+    )
 
 
 def _bigdata() -> Job:
     from jobs.bigdata import job
 
-    return Job("bigdata", "A linear model on data larger than a worker's memory, one Parquet partition at a time",
-               job.BigDataOptions, job.run, job.format_table)
+    return Job(
+        "bigdata",
+        "A linear model on data larger than a worker's memory, one Parquet partition at a time",
+        job.BigDataOptions,
+        job.run,
+        job.format_table,
+    )
 
 
 JOBS: dict[str, Callable[[], Job]] = {"rossmann": _rossmann, "bigdata": _bigdata}

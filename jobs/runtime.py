@@ -24,7 +24,7 @@ from distributed import Client, as_completed
 VERSIONED_PACKAGES = ("dask", "distributed", "scikit-learn", "pandas", "numpy", "cloudpickle", "dask-ml", "pyarrow")
 
 
-def option(default: Any, help: str, **extra: Any) -> Any:  # noqa: A002 - click's word
+def option(default: Any, help: str, **extra: Any) -> Any:
     """A job option: a dataclass field whose metadata the CLI turns into a command-line option."""
     return field(default=default, metadata={"help": help, **extra})
 

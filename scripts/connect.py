@@ -84,9 +84,7 @@ def scheduler_service(cluster_name: str, clusters_dir: Path = CLUSTERS_DIR) -> S
     cluster = load_cluster(cluster_name, clusters_dir)
     path = cluster.rendered_dir / f"service-{cluster.release}-scheduler.yaml"
     if not path.is_file():
-        raise UserError(
-            f"no rendered scheduler Service: run python scripts/render.py {cluster_name}", file=path
-        )
+        raise UserError(f"no rendered scheduler Service: run python scripts/render.py {cluster_name}", file=path)
     service = yaml.safe_load(path.read_text())
     ports = {p.get("name"): p for p in service["spec"]["ports"]}
     if "tcp-comm" not in ports:
@@ -113,8 +111,12 @@ def embedded_cluster(n_workers: int | None, threads_per_worker: int | None, memo
     threads = threads_per_worker or max(1, cores // n)
     dashboard = ":8787" if _port_free(8787) else ":0"
     with LocalCluster(
-        n_workers=n, threads_per_worker=threads, processes=True, memory_limit=memory_limit,
-        dashboard_address=dashboard, host="127.0.0.1",
+        n_workers=n,
+        threads_per_worker=threads,
+        processes=True,
+        memory_limit=memory_limit,
+        dashboard_address=dashboard,
+        host="127.0.0.1",
     ) as cluster:
         yield cluster
 
@@ -147,12 +149,13 @@ def port_forward(ref: ServiceRef, kube_context: str | None = None) -> Iterator[s
 
     try:
         config.load_kube_config(context=kube_context)
-    except Exception as exc:  # noqa: BLE001 - any kubeconfig problem is the user's to fix
+    except Exception as exc:
         raise UserError(f"no usable kubeconfig for --cluster: {exc}") from None
     api = k8s.CoreV1Api()
     selector = ",".join(f"{k}={v}" for k, v in sorted(ref.selector.items()))
-    pods = [p for p in api.list_namespaced_pod(ref.namespace, label_selector=selector).items
-            if p.status.phase == "Running"]
+    pods = [
+        p for p in api.list_namespaced_pod(ref.namespace, label_selector=selector).items if p.status.phase == "Running"
+    ]
     if not pods:
         raise UserError(f"no running scheduler pod in namespace {ref.namespace} (selector {selector})")
     pod = pods[0].metadata.name
@@ -219,6 +222,7 @@ def _short_python(version: str | None) -> str:
 
 def version_table(versions: dict[str, Any]) -> VersionReport:
     """Compare the output of ``Client.get_versions(packages=...)``: python by major.minor.micro, packages exactly."""
+
     def pkgs(entry: dict[str, Any]) -> dict[str, str]:
         packages = dict(entry.get("packages", {}))
         packages["python"] = _short_python(packages.get("python"))

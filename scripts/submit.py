@@ -61,8 +61,13 @@ class Connection:
     allow_version_mismatch: bool = False
 
 
-def submit(job_name: str, options: Any, conn: Connection, echo: Callable[[str], None] = click.echo,
-           environ: dict[str, str] | None = None) -> dict[str, Any]:
+def submit(
+    job_name: str,
+    options: Any,
+    conn: Connection,
+    echo: Callable[[str], None] = click.echo,
+    environ: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Run one job where ``conn`` says; returns its summary. Raises UserError for anything the user can fix."""
     job = get_job(job_name)
     target = resolve_target(conn.scheduler, conn.cluster, dict(os.environ if environ is None else environ))
@@ -90,8 +95,7 @@ def submit(job_name: str, options: Any, conn: Connection, echo: Callable[[str], 
     return summary
 
 
-def _start_or_reach(target: Target, conn: Connection, stack: contextlib.ExitStack,
-                    echo: Callable[[str], None]) -> str:
+def _start_or_reach(target: Target, conn: Connection, stack: contextlib.ExitStack, echo: Callable[[str], None]) -> str:
     if target.kind == "embedded":
         cluster = stack.enter_context(embedded_cluster(conn.workers, conn.threads_per_worker, conn.memory_limit))
         workers = cluster.scheduler_info.get("workers", {})
@@ -110,15 +114,22 @@ def _start_or_reach(target: Target, conn: Connection, stack: contextlib.ExitStac
 
 
 CONNECTION_OPTIONS = [
-    click.Option(["--scheduler"], help="Scheduler address tcp://HOST:PORT (default: $DASK_SCHEDULER_ADDRESS, "
-                 "else an embedded cluster)."),
+    click.Option(
+        ["--scheduler"],
+        help="Scheduler address tcp://HOST:PORT (default: $DASK_SCHEDULER_ADDRESS, else an embedded cluster).",
+    ),
     click.Option(["--cluster"], help="A cluster under clusters/: reach its scheduler through a port-forward."),
     click.Option(["--kube-context"], help="kubeconfig context for --cluster (default: the current one)."),
     click.Option(["--workers"], type=int, help="Embedded cluster: worker processes (default: one per core)."),
     click.Option(["--threads-per-worker"], type=int, help="Embedded cluster: threads per worker."),
     click.Option(["--memory-limit"], default="auto", show_default=True, help="Embedded cluster: per worker."),
-    click.Option(["--connect-timeout"], type=float, default=DEFAULT_CONNECT_TIMEOUT_S, show_default=True,
-                 help="Seconds to wait for the scheduler."),
+    click.Option(
+        ["--connect-timeout"],
+        type=float,
+        default=DEFAULT_CONNECT_TIMEOUT_S,
+        show_default=True,
+        help="Seconds to wait for the scheduler.",
+    ),
     click.Option(["--allow-version-mismatch"], is_flag=True, help="Run even if client/cluster versions differ."),
 ]
 CONNECTION_FIELDS = {f.name for f in dataclasses.fields(Connection)}
@@ -146,10 +157,15 @@ def job_command(name: str) -> click.Command:
             params.append(click.Option(decl, default=f.default, show_default=True, help=f.metadata.get("help")))
             continue
         choices = f.metadata.get("choices")
-        params.append(click.Option(
-            [flag], type=click.Choice(choices) if choices else kind, default=f.default,
-            show_default=f.default is not None, help=f.metadata.get("help"),
-        ))
+        params.append(
+            click.Option(
+                [flag],
+                type=click.Choice(choices) if choices else kind,
+                default=f.default,
+                show_default=f.default is not None,
+                help=f.metadata.get("help"),
+            )
+        )
 
     @report_user_errors
     def callback(**kwargs: Any) -> None:

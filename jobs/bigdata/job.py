@@ -28,10 +28,24 @@ from jobs.runtime import local_versions, measure, option, timestamp, write_json,
 
 STORES_PER_PARTITION = 40
 BASE_STORES = 1115
-COLUMNS = ["Promo", "SchoolHoliday", "Promo2Active", "CompetitionOpenMonths", "CompetitionDistanceLog",
-           "DayOfMonth", "WeekSin", "WeekCos", "DaysToChristmas"]
-ONE_HOT = {"DayOfWeek": range(1, 8), "Month": range(1, 13), "StoreType": "abcd", "Assortment": "abc",
-           "StateHoliday": "0abc"}
+COLUMNS = [
+    "Promo",
+    "SchoolHoliday",
+    "Promo2Active",
+    "CompetitionOpenMonths",
+    "CompetitionDistanceLog",
+    "DayOfMonth",
+    "WeekSin",
+    "WeekCos",
+    "DaysToChristmas",
+]
+ONE_HOT = {
+    "DayOfWeek": range(1, 8),
+    "Month": range(1, 13),
+    "StoreType": "abcd",
+    "Assortment": "abc",
+    "StateHoliday": "0abc",
+}
 
 
 @dataclass
@@ -63,7 +77,7 @@ class Normalizer:
         scale[numeric:] = 1.0
         return cls(mean, scale, sum(m[3] for m in moments) / n)
 
-    def x(self, X: np.ndarray) -> np.ndarray:  # noqa: N803
+    def x(self, X: np.ndarray) -> np.ndarray:
         return (X - self.mean) / self.scale
 
 
@@ -140,8 +154,10 @@ def worker_memory() -> dict[str, int]:
 
     import psutil
 
-    return {"rss": psutil.Process().memory_info().rss,
-            "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    return {
+        "rss": psutil.Process().memory_info().rss,
+        "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+    }
 
 
 # --- the job (runs on the client) ---------------------------------------------------------------------------
@@ -157,8 +173,9 @@ def run(client: Client, opts: BigDataOptions, scheduler_address: str = "", code_
 
     say(f"bigdata: {n_parts} partitions of {STORES_PER_PARTITION} stores -> {folder}")
     with measure(client) as eff_write:
-        stats = client.gather(client.map(write_partition, [folder] * n_parts, range(n_parts),
-                                         [opts.seed] * n_parts, pure=False))
+        stats = client.gather(
+            client.map(write_partition, [folder] * n_parts, range(n_parts), [opts.seed] * n_parts, pure=False)
+        )
     paths = [s["path"] for s in stats]
     rows = sum(s["rows"] for s in stats)
     data_bytes = sum(s["bytes_in_memory"] for s in stats)
@@ -178,8 +195,7 @@ def run(client: Client, opts: BigDataOptions, scheduler_address: str = "", code_
         say(f"bigdata: epoch {epoch + 1}/{opts.epochs} done")
     fit_s = time.perf_counter() - t_fit
 
-    scores = client.gather(client.map(score_partition, [model_f] * len(paths), paths, [norm] * len(paths),
-                                      pure=False))
+    scores = client.gather(client.map(score_partition, [model_f] * len(paths), paths, [norm] * len(paths), pure=False))
     holdout_rows = sum(s[0] for s in scores)
     rmspe = math.sqrt(sum(s[1] for s in scores) / holdout_rows)
 
@@ -200,8 +216,11 @@ def run(client: Client, opts: BigDataOptions, scheduler_address: str = "", code_
         "workers": {w: {**m, "memory_limit": limits[w]} for w, m in memory.items()},
         "holdout_rows": holdout_rows,
         "holdout_rmspe": round(rmspe, 6),
-        "timing_s": {"write_data": round(eff_write.wall_s, 2), "partial_fit": round(fit_s, 2),
-                     "total": round(time.perf_counter() - started, 2)},
+        "timing_s": {
+            "write_data": round(eff_write.wall_s, 2),
+            "partial_fit": round(fit_s, 2),
+            "total": round(time.perf_counter() - started, 2),
+        },
         "versions": local_versions(),
         "scheduler_address": scheduler_address,
         "code_shipping": code_shipping,
@@ -217,8 +236,11 @@ def format_table(summary: dict) -> str:
     gib = 2**30
     limit = summary["worker_memory_limit_bytes"]
     lines = [
-        ("data", f"{summary['rows']:,} rows in {summary['partitions']} Parquet partitions, "
-                 f"{summary['data_bytes_in_memory'] / gib:.2f} GiB in memory"),
+        (
+            "data",
+            f"{summary['rows']:,} rows in {summary['partitions']} Parquet partitions, "
+            f"{summary['data_bytes_in_memory'] / gib:.2f} GiB in memory",
+        ),
         ("worker memory limit", f"{limit / gib:.2f} GiB" if limit else "none"),
         ("peak worker RSS", f"{summary['peak_worker_rss_bytes'] / gib:.2f} GiB"),
         ("holdout RMSPE", f"{summary['holdout_rmspe']:.4f} on {summary['holdout_rows']:,} rows"),

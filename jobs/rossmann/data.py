@@ -174,12 +174,17 @@ def _holidays(dates: pd.DatetimeIndex, rng: np.random.Generator, n_states: int) 
 def _school_holidays(dates: pd.DatetimeIndex, rng: np.random.Generator, n_states: int) -> np.ndarray:
     """School-holiday flag per (state, date): blocks at Easter, summer, autumn and Christmas (~18 % of days)."""
     flags = np.zeros((n_states, len(dates)), dtype=np.int8)
-    doy = dates.dayofyear.to_numpy()
+    doy = dates.day_of_year.to_numpy()
     years = dates.year.to_numpy()
     for s in range(n_states):
         summer_start = 170 + int(rng.integers(0, 45))  # states rotate their summer break
-        blocks = [(summer_start, 33), (80 + int(rng.integers(0, 20)), 11), (280 + int(rng.integers(0, 25)), 7),
-                  (358, 8), (1, 5)]
+        blocks = [
+            (summer_start, 33),
+            (80 + int(rng.integers(0, 20)), 11),
+            (280 + int(rng.integers(0, 25)), 7),
+            (358, 8),
+            (1, 5),
+        ]
         for year in np.unique(years):
             shift = int(rng.integers(-3, 4))
             for first, length in blocks:
@@ -233,7 +238,7 @@ def generate(spec: SyntheticSpec = SyntheticSpec()) -> tuple[pd.DataFrame, pd.Da
     state_of_store = rng.integers(0, n_states, size=n)
     holidays = _holidays(dates, rng, n_states)[state_of_store]  # (n, t)
     school = _school_holidays(dates, rng, n_states)[state_of_store]
-    dow = dates.dayofweek.to_numpy() + 1  # Monday = 1
+    dow = dates.day_of_week.to_numpy() + 1  # Monday = 1
     month = dates.month.to_numpy()
     dom = dates.day.to_numpy()
 

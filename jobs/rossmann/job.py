@@ -18,7 +18,7 @@ import pandas as pd
 from distributed import Client
 
 from jobs.rossmann import data as rdata
-from jobs.rossmann.features import FEATURES, TARGET, build_features, modelling_rows, split_holdout
+from jobs.rossmann.features import FEATURES, TARGET, build_features, split_holdout
 from jobs.rossmann.model import (
     RMSPE_SCORER,
     SearchSpace,
@@ -29,7 +29,16 @@ from jobs.rossmann.model import (
     rmspe,
     sample_rows,
 )
-from jobs.runtime import Efficiency, ProgressGet, local_versions, measure, option, timestamp, write_json, write_run_folder
+from jobs.runtime import (
+    Efficiency,
+    ProgressGet,
+    local_versions,
+    measure,
+    option,
+    timestamp,
+    write_json,
+    write_run_folder,
+)
 
 STRATEGIES = ("grid", "random", "halving")
 
@@ -42,8 +51,9 @@ class RossmannOptions:
     scale: int = option(1, "Synthetic data: multiply the number of stores (10 for the big-data case).")
     seed: int = option(0, "Seed of the data, the sampling and the models.")
     search: str = option("default", "Search space: small, default, large, or a YAML file.")
-    strategy: str = option("grid", "grid (dask-ml GridSearchCV), random (RandomizedSearchCV) or halving.",
-                           choices=STRATEGIES)
+    strategy: str = option(
+        "grid", "grid (dask-ml GridSearchCV), random (RandomizedSearchCV) or halving.", choices=STRATEGIES
+    )
     folds: int | None = option(None, "Time-series CV folds (default: the search space's).")
     sample_rows: int | None = option(None, "Rows the search fits on (default: the search space's).")
     refit_rows: int = option(300_000, "Rows the best candidate is refit on (0: all training rows).")
@@ -95,13 +105,15 @@ def make_search(space: SearchSpace, strategy: str, folds: list, seed: int, clien
     scheduler = ProgressGet(client, "search", enabled=progress)
     if strategy == "random":
         n_iter = space.n_candidates or max(1, space.grid_size // 2)
-        return dms.RandomizedSearchCV(pipeline, space.grid, n_iter=n_iter, random_state=seed, scheduler=scheduler,
-                                      **common)
+        return dms.RandomizedSearchCV(
+            pipeline, space.grid, n_iter=n_iter, random_state=seed, scheduler=scheduler, **common
+        )
     return dms.GridSearchCV(pipeline, space.grid, scheduler=scheduler, **common)
 
 
-def run_search(client: Client, rows: pd.DataFrame, space: SearchSpace, strategy: str, seed: int,
-               progress: bool = True) -> SearchOutcome:
+def run_search(
+    client: Client, rows: pd.DataFrame, space: SearchSpace, strategy: str, seed: int, progress: bool = True
+) -> SearchOutcome:
     """The parallel search on a sample of the training rows, with time-ordered folds."""
     folds = date_block_folds(rows["Date"], space.folds)
     search = make_search(space, strategy, folds, seed, client, progress)
@@ -132,8 +144,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def fit_and_predict(params: dict[str, Any], seed: int, max_iter: int, X: pd.DataFrame, y: np.ndarray,
-                    X_holdout: pd.DataFrame) -> tuple[np.ndarray, float]:
+def fit_and_predict(
+    params: dict[str, Any], seed: int, max_iter: int, X: pd.DataFrame, y: np.ndarray, X_holdout: pd.DataFrame
+) -> tuple[np.ndarray, float]:
     """Runs on a worker: fit the pipeline with ``params`` and predict the holdout (log scale). Returns the
     predictions and the fit time."""
     start = time.perf_counter()
@@ -165,8 +178,9 @@ def run(client: Client, opts: RossmannOptions, scheduler_address: str = "", code
 
     refit = sample_rows(fit_rows, opts.refit_rows or len(fit_rows), opts.seed)
     X_f, y_f, holdout_f = client.scatter([refit[FEATURES], refit[TARGET].to_numpy(), holdout[FEATURES]])
-    future = client.submit(fit_and_predict, outcome.best_params, opts.seed, space.max_iter, X_f, y_f, holdout_f,
-                           pure=False)
+    future = client.submit(
+        fit_and_predict, outcome.best_params, opts.seed, space.max_iter, X_f, y_f, holdout_f, pure=False
+    )
     pred_log, refit_s = future.result()
     model_rmspe = rmspe(holdout["Sales"].to_numpy(), np.expm1(np.clip(pred_log, 0, 20)))
     baseline_rmspe = rmspe(holdout["Sales"].to_numpy(), median_baseline(fit_rows, holdout))
@@ -176,12 +190,22 @@ def run(client: Client, opts: RossmannOptions, scheduler_address: str = "", code
     summary = {
         "job": "rossmann",
         "data": source,
-        "rows": {"train_csv": len(train), "model_rows": len(rows), "fit_rows": len(fit_rows),
-                 "holdout_rows": len(holdout), "search_rows": len(search_rows), "refit_rows": len(refit)},
+        "rows": {
+            "train_csv": len(train),
+            "model_rows": len(rows),
+            "fit_rows": len(fit_rows),
+            "holdout_rows": len(holdout),
+            "search_rows": len(search_rows),
+            "refit_rows": len(refit),
+        },
         "holdout": {"first_date": str(holdout["Date"].min().date()), "last_date": str(holdout["Date"].max().date())},
-        "search": {"space": space.name, "strategy": opts.strategy, "folds": space.folds,
-                   "grid": {k: [_jsonable(v) for v in vs] for k, vs in space.grid.items()},
-                   "max_iter": space.max_iter},
+        "search": {
+            "space": space.name,
+            "strategy": opts.strategy,
+            "folds": space.folds,
+            "grid": {k: [_jsonable(v) for v in vs] for k, vs in space.grid.items()},
+            "max_iter": space.max_iter,
+        },
         "best_params": {k: _jsonable(v) for k, v in outcome.best_params.items()},
         "cv_rmspe": round(outcome.best_cv_rmspe, 6),
         "holdout_rmspe": {"model": round(model_rmspe, 6), "baseline": round(baseline_rmspe, 6)},
@@ -205,11 +229,14 @@ def run(client: Client, opts: RossmannOptions, scheduler_address: str = "", code
     folder = Path(opts.out) / timestamp()
     cv_out = outcome.cv_results.drop(columns=["params"]).copy()
     cv_out.insert(0, "cv_rmspe", -cv_out["mean_test_score"])
-    write_run_folder(folder, {
-        "summary.json": write_json(summary),
-        "cv_results.csv": lambda p: cv_out.to_csv(p, index=False),
-        "search.png": lambda p: plot_search(cv_out, baseline_rmspe, outcome.best_cv_rmspe, p),
-    })
+    write_run_folder(
+        folder,
+        {
+            "summary.json": write_json(summary),
+            "cv_results.csv": lambda p: cv_out.to_csv(p, index=False),
+            "search.png": lambda p: plot_search(cv_out, baseline_rmspe, outcome.best_cv_rmspe, p),
+        },
+    )
     summary["run_folder"] = str(folder)
     return summary
 
@@ -254,8 +281,11 @@ def format_table(summary: dict) -> str:
     lines = [
         ("data", summary["data"]),
         ("rows (model / holdout)", f"{summary['rows']['model_rows']:,} / {summary['rows']['holdout_rows']:,}"),
-        ("search", f"{summary['search']['strategy']} over {summary['n_candidates']} candidates x "
-                   f"{summary['search']['folds']} folds on {summary['rows']['search_rows']:,} rows"),
+        (
+            "search",
+            f"{summary['search']['strategy']} over {summary['n_candidates']} candidates x "
+            f"{summary['search']['folds']} folds on {summary['rows']['search_rows']:,} rows",
+        ),
         ("best params", ", ".join(f"{k.split('__')[-1]}={v}" for k, v in summary["best_params"].items())),
         ("CV RMSPE (best)", f"{summary['cv_rmspe']:.4f}"),
         ("holdout RMSPE model", f"{h['model']:.4f}"),

@@ -57,12 +57,12 @@ def median_baseline(train: pd.DataFrame, holdout: pd.DataFrame) -> np.ndarray:
 
 def build_pipeline(seed: int = 0, max_iter: int = 12) -> Pipeline:
     """Preprocessing (scaled numerics, one-hot calendar/store categories, target-encoded store keys) + an MLP."""
+    store_encoder = TargetEncoder(target_type="continuous", cv=KFold(5, shuffle=True, random_state=seed))
     preprocess = ColumnTransformer(
         [
             ("num", StandardScaler(), NUMERIC),
             ("cat", OneHotEncoder(handle_unknown="ignore", sparse_output=False, dtype=np.float32), CATEGORICAL),
-            ("store", make_pipeline(TargetEncoder(target_type="continuous", cv=KFold(5, shuffle=True, random_state=seed)), StandardScaler()),
-             STORE_KEYS),
+            ("store", make_pipeline(store_encoder, StandardScaler()), STORE_KEYS),
         ],
         verbose_feature_names_out=False,
     )
@@ -82,7 +82,7 @@ def build_pipeline(seed: int = 0, max_iter: int = 12) -> Pipeline:
 class CappedMLPRegressor(MLPRegressor):
     """MLPRegressor that does not warn when max_iter stops it: the search caps epochs on purpose."""
 
-    def fit(self, X, y):  # noqa: N803 - scikit-learn's names
+    def fit(self, X, y):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             return super().fit(X, y)
@@ -112,7 +112,9 @@ BUILTIN_SPACES: dict[str, SearchSpace] = {
     "small": SearchSpace(
         "small",
         {"mlp__hidden_layer_sizes": [(32,), (64, 32)], "mlp__alpha": [1e-4, 1e-2]},
-        folds=2, sample_rows=20_000, max_iter=6,
+        folds=2,
+        sample_rows=30_000,
+        max_iter=40,
     ),
     "default": SearchSpace(
         "default",
@@ -121,7 +123,9 @@ BUILTIN_SPACES: dict[str, SearchSpace] = {
             "mlp__alpha": [1e-4, 1e-3],
             "mlp__learning_rate_init": [1e-3, 3e-3],
         },
-        folds=3, sample_rows=60_000, max_iter=12,
+        folds=3,
+        sample_rows=60_000,
+        max_iter=12,
     ),
     "large": SearchSpace(
         "large",
@@ -131,7 +135,9 @@ BUILTIN_SPACES: dict[str, SearchSpace] = {
             "mlp__alpha": [1e-5, 1e-4, 1e-3],
             "mlp__learning_rate_init": [1e-3, 3e-3],
         },
-        folds=3, sample_rows=150_000, max_iter=20,
+        folds=3,
+        sample_rows=150_000,
+        max_iter=20,
     ),
 }
 
@@ -166,8 +172,9 @@ def load_space(spec: str) -> SearchSpace:
     for key in ("folds", "sample_rows", "max_iter", "n_candidates"):
         if key in data and (not isinstance(data[key], int) or data[key] < (2 if key == "folds" else 1)):
             raise ValueError(f"{path}: key {key}: expected a positive integer")
-    return SearchSpace(path.stem, grid, **{k: data[k] for k in ("folds", "sample_rows", "max_iter", "n_candidates")
-                                           if k in data})
+    return SearchSpace(
+        path.stem, grid, **{k: data[k] for k in ("folds", "sample_rows", "max_iter", "n_candidates") if k in data}
+    )
 
 
 def date_block_folds(dates: pd.Series, n_folds: int, block_days: int = 42) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -1,0 +1,120 @@
+"""Real Dask scheduler and worker processes on 127.0.0.1 for tests, started with the `dask` CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DASK = str(Path(sys.executable).parent / "dask")
+# Single-threaded BLAS, as the chart's nanny-managed workers have: results do not depend on thread timing.
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalDask:
+    address: str
+    scheduler: subprocess.Popen
+    workers: list[subprocess.Popen] = field(default_factory=list)
+
+    def kill_worker(self, index: int) -> None:
+        self.workers[index].send_signal(signal.SIGKILL)
+        self.workers[index].wait(10)
+
+
+def wait_for_workers(address: str, n: int, timeout: float = 60) -> None:
+    from distributed import Client
+
+    with Client(address, timeout="20s") as client:
+        client.wait_for_workers(n, timeout=timeout)
+
+
+@contextlib.contextmanager
+def local_dask(
+    cwd: Path,
+    n_workers: int = 2,
+    memory_limit: str = "2GiB",
+    nanny: bool = False,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[LocalDask]:
+    """A scheduler and ``n_workers`` single-threaded workers whose working folder is ``cwd`` and whose
+    PYTHONPATH is empty: they import only what is installed, like pods of the platform image."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | WORKER_ENV | (extra_env or {})
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    logs = cwd / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    procs: list[subprocess.Popen] = []
+
+    def start(name: str, args: list[str]) -> subprocess.Popen:
+        out = (logs / f"{name}.log").open("w")
+        proc = subprocess.Popen([DASK, *args], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        return proc
+
+    try:
+        scheduler = start(
+            "scheduler",
+            [
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--dashboard-address",
+                f"127.0.0.1:{free_port()}",
+                "--no-show",
+            ],
+        )
+        cluster = LocalDask(address, scheduler)
+        for i in range(n_workers):
+            cluster.workers.append(
+                start(
+                    f"worker-{i}",
+                    [
+                        "worker",
+                        address,
+                        "--nthreads",
+                        "1",
+                        "--memory-limit",
+                        memory_limit,
+                        "--host",
+                        "127.0.0.1",
+                        "--name",
+                        f"w{i}",
+                        "--nanny" if nanny else "--no-nanny",
+                    ],
+                )
+            )
+        deadline = time.time() + 30
+        while True:  # the scheduler must listen before workers and clients can connect
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.time() > deadline or scheduler.poll() is not None:
+                raise RuntimeError(f"scheduler did not start: {(logs / 'scheduler.log').read_text()[-2000:]}")
+            time.sleep(0.2)
+        wait_for_workers(address, n_workers)
+        yield cluster
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()

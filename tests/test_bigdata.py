@@ -1,0 +1,30 @@
+"""The big-data job on an embedded cluster: partial_fit over Parquet partitions, bounded worker memory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from jobs.bigdata.job import BigDataOptions
+from scripts.submit import Connection, submit
+
+pytestmark = [pytest.mark.dask, pytest.mark.slow]
+
+
+def test_bigdata_learns_partition_by_partition_within_worker_memory(tmp_path: Path):
+    opts = BigDataOptions(scale=1, epochs=1, path=str(tmp_path / "data"), out=str(tmp_path / "out"), progress=False)
+    summary = submit(
+        "bigdata",
+        opts,
+        Connection(workers=2, threads_per_worker=1, memory_limit="1GiB"),
+        echo=lambda _: None,
+        environ={},
+    )
+    assert summary["partitions"] == 28 and summary["rows"] > 800_000
+    assert len(list((tmp_path / "data").rglob("part-*.parquet"))) == 28
+    assert summary["holdout_rmspe"] < 0.2
+    assert summary["worker_memory_limit_bytes"] == 2**30
+    assert summary["peak_worker_rss_bytes"] < 2**30
+    assert json.loads((Path(summary["run_folder"]) / "summary.json").read_text())["rows"] == summary["rows"]

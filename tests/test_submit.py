@@ -1,0 +1,204 @@
+"""scripts/submit.py for real: an embedded LocalCluster, a deployed-style scheduler with two workers started
+as processes (job code uploaded), a worker killed mid-search, an unreachable scheduler, and Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from jobs.rossmann.job import RossmannOptions
+from scripts import submit as submit_cli
+from scripts.common import REPO_ROOT, UserError
+from scripts.connect import ensure_job_code, jobs_fingerprint, remote_fingerprints
+from scripts.submit import Connection, submit
+from tests.daskproc import free_port, local_dask
+
+pytestmark = [pytest.mark.dask, pytest.mark.slow]
+
+
+def small_options(tmp: Path, **kw) -> RossmannOptions:
+    return RossmannOptions(
+        stores=40,
+        search="small",
+        refit_rows=0,
+        out=str(tmp / "results"),
+        cache=str(tmp / "cache"),
+        progress=False,
+        **kw,
+    )
+
+
+def quiet(_: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def embedded_summary(tmp_path_factory) -> dict:
+    tmp = tmp_path_factory.mktemp("embedded")
+    return submit("rossmann", small_options(tmp), Connection(workers=2, threads_per_worker=1), echo=quiet, environ={})
+
+
+@pytest.fixture(scope="module")
+def remote_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("remote")
+    with local_dask(tmp / "cluster") as cluster:
+        lines: list[str] = []
+        summary = submit(
+            "rossmann", small_options(tmp), Connection(scheduler=cluster.address), echo=lines.append, environ={}
+        )
+        yield cluster, summary, lines
+
+
+def test_embedded_run_beats_the_baseline_and_writes_results(embedded_summary):
+    s = embedded_summary
+    assert s["holdout_rmspe"]["model"] < s["holdout_rmspe"]["baseline"]
+    folder = Path(s["run_folder"])
+    assert json.loads((folder / "summary.json").read_text())["best_params"] == s["best_params"]
+    assert (folder / "cv_results.csv").read_text().count("\n") == s["n_candidates"] + 1
+    assert (folder / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert s["n_candidates"] == 4 and s["search"]["folds"] == 2
+    assert 0 < s["parallel_efficiency"] <= 1.05
+    assert "embedded" in s["code_shipping"]
+    assert not list(folder.parent.glob(".*tmp-*"))
+
+
+def test_remote_scheduler_gets_the_code_uploaded_and_gives_the_same_result(remote_run, embedded_summary):
+    cluster, summary, lines = remote_run
+    assert summary["scheduler_address"] == cluster.address
+    assert "uploaded jobs-" in summary["code_shipping"] and "2 workers" in summary["code_shipping"]
+    assert any(line.startswith("code: jobs ") for line in lines)
+    assert summary["best_params"] == embedded_summary["best_params"]
+    assert summary["cv_rmspe"] == pytest.approx(embedded_summary["cv_rmspe"], rel=1e-6)
+    assert summary["holdout_rmspe"]["model"] < summary["holdout_rmspe"]["baseline"]
+
+
+def test_uploaded_code_is_found_the_second_time(remote_run):
+    from distributed import Client
+
+    cluster, _, _ = remote_run
+    with Client(cluster.address) as client:
+        assert set(remote_fingerprints(client).values()) == {jobs_fingerprint()}
+        assert "already importable" in ensure_job_code(client)
+
+
+def run_cli(args: list[str], tmp: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts/submit.py"),
+            "rossmann",
+            "--stores",
+            "40",
+            "--search",
+            "small",
+            "--refit-rows",
+            "0",
+            "--out",
+            str(tmp / "results"),
+            "--cache",
+            str(tmp / "cache"),
+            *args,
+        ],
+        cwd=tmp,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_search_survives_a_killed_worker(tmp_path: Path, remote_run):
+    """The job runs in its own process (as a user would run it); this test watches the scheduler and kills a
+    worker once some fits are scored and others are not."""
+    from distributed import Client
+
+    _, reference, _ = remote_run
+    with local_dask(tmp_path / "cluster", n_workers=2) as cluster:
+        proc = run_cli(["--scheduler", cluster.address, "--no-progress"], tmp_path)
+        killed = False
+        try:
+            with Client(cluster.address) as watcher:
+                deadline = time.time() + 180
+                while proc.poll() is None and time.time() < deadline:
+                    scored = watcher.run_on_scheduler(
+                        lambda dask_scheduler: sum(
+                            1 for ts in dask_scheduler.tasks.values() if "score" in str(ts.key) and ts.state == "memory"
+                        )
+                    )
+                    if scored >= 1:
+                        cluster.kill_worker(1)
+                        killed = True
+                        break
+                    time.sleep(0.2)
+            _, err = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert killed, "the search finished before a worker could be killed"
+    assert proc.returncode == 0, err[-3000:]
+    summary = json.loads(next((tmp_path / "results").glob("*/summary.json")).read_text())
+    assert summary["best_params"] == reference["best_params"]
+    assert summary["cv_rmspe"] == pytest.approx(reference["cv_rmspe"], rel=1e-6)
+
+
+def test_unreachable_scheduler_fails_clearly_within_10_s(tmp_path: Path):
+    port = free_port()
+    start = time.perf_counter()
+    with pytest.raises(UserError, match=rf"could not reach the Dask scheduler at tcp://127.0.0.1:{port} within"):
+        submit("rossmann", small_options(tmp_path), Connection(scheduler=f"127.0.0.1:{port}"), echo=quiet, environ={})
+    assert time.perf_counter() - start < 10
+
+
+def test_cli_unreachable_scheduler_exit_code(tmp_path: Path):
+    port = free_port()
+    result = CliRunner().invoke(
+        submit_cli.main,
+        ["rossmann", "--scheduler", f"tcp://127.0.0.1:{port}", "--connect-timeout", "2", "--out", str(tmp_path)],
+    )
+    assert result.exit_code == 2
+    assert "error: could not reach the Dask scheduler" in result.output
+
+
+def test_cli_lists_jobs_and_their_options():
+    runner = CliRunner()
+    listed = runner.invoke(submit_cli.main, ["--list"])
+    assert listed.exit_code == 0
+    assert [line.split()[0] for line in listed.output.splitlines()] == ["bigdata", "rossmann"]
+    helped = runner.invoke(submit_cli.main, ["rossmann", "--help"])
+    assert helped.exit_code == 0
+    for flag in ("--data", "--search", "--strategy", "--scheduler", "--cluster", "--sample-rows"):
+        assert flag in helped.output
+
+
+def test_cli_bad_search_file_is_a_clear_error(tmp_path: Path):
+    bad = tmp_path / "space.yaml"
+    bad.write_text("grid: {mlp__nope: [1]}\n")
+    result = CliRunner().invoke(submit_cli.main, ["rossmann", "--search", str(bad), "--stores", "5"])
+    assert result.exit_code == 2
+    assert "key grid.mlp__nope" in result.output
+
+
+def test_ctrl_c_cancels_and_exits_130(tmp_path: Path):
+    proc = run_cli(["--workers", "2"], tmp_path)
+    try:
+        for line in proc.stdout:  # wait until the job runs on the cluster
+            if line.startswith("running rossmann"):
+                break
+        time.sleep(6)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted: running tasks cancelled" in err
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
