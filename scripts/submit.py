@@ -182,21 +182,90 @@ def job_command(name: str) -> click.Command:
     return click.Command(name, params=params + CONNECTION_OPTIONS, callback=callback, help=job.summary)
 
 
+def doctor_report(conn: Connection, environ: dict[str, str]) -> tuple[str, bool]:
+    """Local versions, the pins of pyproject.toml, the cluster's (when one is named and reachable) and the image
+    tag the chart deploys, side by side. Returns (text, whether anything differs)."""
+    from jobs.runtime import local_versions
+    from scripts.versions import load_environment
+
+    env = load_environment()
+    local = local_versions()
+    target = resolve_target(conn.scheduler, conn.cluster, environ)
+    remote: dict[str, Any] = {}
+    problems: list[str] = []
+    with contextlib.ExitStack() as stack:
+        if target.kind != "embedded":
+            address = _start_or_reach(target, conn, stack, lambda _: None)
+            client = connect(address, conn.connect_timeout)
+            stack.callback(client.close)
+            remote = client.get_versions(packages=list(VERSIONED_PACKAGES))
+    header = ["package", "pyproject pin", "this machine"]
+    report = None
+    if remote:
+        report = version_table(remote)
+        header += ["scheduler", "workers"]
+    remote_rows = {r[0]: r for r in report.rows} if report is not None else {}
+    rows = []
+    for name in ("python", *VERSIONED_PACKAGES):
+        pin = env.python if name == "python" else env.pins.get(name, "-")
+        mine = local.get(name, "-")
+        row = [name, pin, mine]
+        if report is not None:
+            row += list(remote_rows.get(name, (name, "-", "-", "-"))[2:])
+        same_as_pin = pin == "-" or mine.startswith(pin)
+        if not same_as_pin:
+            problems.append(f"{name}: this machine has {mine}, pyproject.toml pins {pin}")
+        rows.append(row)
+    if report is not None:
+        problems += [f"{n}: client and cluster differ" for n in report.critical + report.minor]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
+    lines.append("")
+    lines.append(f"image the chart deploys: {env.image_repository}:{env.image_tag} (GPU: {env.gpu_image_tag})")
+    if target.kind == "embedded":
+        lines.append("cluster: none named (--scheduler, --cluster or DASK_SCHEDULER_ADDRESS to compare one)")
+    lines += [f"differs: {p}" for p in problems] or ["no differences"]
+    return "\n".join(lines), bool(problems)
+
+
+@click.command()
+@click.option("--scheduler", help="Scheduler address to compare with (default: $DASK_SCHEDULER_ADDRESS).")
+@click.option("--cluster", help="A cluster under clusters/ to compare with (port-forward).")
+@click.option("--kube-context", help="kubeconfig context for --cluster.")
+@click.option("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT_S, show_default=True)
+@report_user_errors
+def doctor(scheduler: str | None, cluster: str | None, kube_context: str | None, connect_timeout: float) -> None:
+    """Versions here, pinned, on the cluster and in the deployed image, side by side; exit 1 if they differ."""
+    text, differs = doctor_report(
+        Connection(scheduler=scheduler, cluster=cluster, kube_context=kube_context, connect_timeout=connect_timeout),
+        dict(os.environ),
+    )
+    click.echo(text)
+    if differs:
+        raise SystemExit(1)
+
+
 class JobGroup(click.Group):
-    """Subcommands are the registered jobs, built when asked for."""
+    """Subcommands are the registered jobs (built when asked for) and ``doctor``."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(JOBS)
+        return [*sorted(JOBS), "doctor"]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "doctor":
+            return doctor
         return job_command(cmd_name) if cmd_name in JOBS else None
 
 
 @click.group(cls=JobGroup, invoke_without_command=True)
 @click.option("--list", "list_jobs", is_flag=True, help="List the jobs.")
+@click.option("--versions", is_flag=True, help="Same as the doctor command: versions side by side.")
 @click.pass_context
-def main(ctx: click.Context, list_jobs: bool) -> None:
+def main(ctx: click.Context, list_jobs: bool, versions: bool) -> None:
     """Run an ML job on Dask (embedded cluster, --scheduler, or --cluster)."""
+    if versions:
+        ctx.invoke(doctor)
+        return
     if list_jobs:
         for name in sorted(JOBS):
             click.echo(f"{name:10s} {get_job(name).summary}")

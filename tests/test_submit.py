@@ -18,7 +18,7 @@ from jobs.rossmann.job import RossmannOptions
 from scripts import submit as submit_cli
 from scripts.common import REPO_ROOT, UserError
 from scripts.connect import ensure_job_code, jobs_fingerprint, remote_fingerprints
-from scripts.submit import Connection, submit
+from scripts.submit import Connection, doctor_report, submit
 from tests.daskproc import free_port, local_dask
 
 pytestmark = [pytest.mark.dask, pytest.mark.slow]
@@ -114,6 +114,18 @@ def run_cli(args: list[str], tmp: Path) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_doctor_compares_this_machine_the_pins_and_the_cluster(remote_run):
+    cluster, _, _ = remote_run
+    text, differs = doctor_report(Connection(scheduler=cluster.address), {})
+    assert not differs, text
+    header = text.splitlines()[0].split()
+    assert header == ["package", "pyproject", "pin", "this", "machine", "scheduler", "workers"]
+    assert "image the chart deploys: ghcr.io/dask-platform/dask-platform:" in text
+    result = CliRunner().invoke(submit_cli.main, ["--versions"], env={"DASK_SCHEDULER_ADDRESS": cluster.address})
+    assert result.exit_code == 0, result.output
+    assert "scheduler" in result.output.splitlines()[0]
 
 
 def test_search_survives_a_killed_worker(tmp_path: Path, remote_run):

@@ -1,0 +1,195 @@
+"""Benchmarks of the Rossmann and bigdata jobs, measured side by side in one run; prints ratios, never asserts.
+
+    .venv/bin/python benchmarks/run.py                  # everything (~6 min on 2 cores)
+    .venv/bin/python benchmarks/run.py --only search    # search, rossmann, bigdata
+
+1. search: the same grid on the same sample and folds, as
+   - dask-ml GridSearchCV on the embedded cluster (one single-threaded worker process per core),
+   - HalvingGridSearchCV on joblib's dask backend, same cluster,
+   - scikit-learn GridSearchCV(n_jobs=<cores>) (joblib's loky processes), the reference.
+   Ratio = wall / reference wall. Parallel efficiency = CPU seconds of the worker processes / (wall x cores), and
+   the textbook sum(fit + score times) / (wall x cores).
+2. rossmann: the README's main job (`submit.py rossmann`, full size, fresh cache) as a subprocess: wall time and
+   the peak of the summed RSS of its process tree (client + scheduler + workers).
+3. bigdata: peak worker RSS at data x1 and x10 with a 1 GiB worker memory limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def search_benchmark(cores: int) -> dict:
+    import joblib
+    from distributed import Client, LocalCluster
+    from sklearn.model_selection import GridSearchCV
+
+    from jobs.rossmann.data import SyntheticSpec, load_or_generate
+    from jobs.rossmann.features import FEATURES, TARGET, derive, modelling_rows, split_holdout
+    from jobs.rossmann.job import run_search
+    from jobs.rossmann.model import BUILTIN_SPACES, RMSPE_SCORER, build_pipeline, date_block_folds, sample_rows
+
+    space = BUILTIN_SPACES["default"]
+    with tempfile.TemporaryDirectory() as cache:
+        train, store, _ = load_or_generate(SyntheticSpec(), Path(cache))
+    rows = modelling_rows(derive(train.merge(store, on="Store", how="left")))
+    fit_rows, _ = split_holdout(rows)
+    sample = sample_rows(fit_rows, space.sample_rows, 0)
+    out: dict = {"grid_size": space.grid_size, "folds": space.folds, "rows": len(sample), "cores": cores}
+
+    with (
+        LocalCluster(n_workers=cores, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        for strategy in ("grid", "halving"):
+            start = time.perf_counter()
+            outcome = run_search(client, sample, space, strategy, seed=0, progress=False)
+            wall = time.perf_counter() - start
+            cv = outcome.cv_results
+            splits = [c for c in cv.columns if c.startswith("split") and c.endswith("_test_score")]
+            fit_score = float(((cv["mean_fit_time"] + cv["mean_score_time"]) * len(splits)).sum())
+            out[f"dask_{strategy}"] = {
+                "wall_s": round(wall, 2),
+                "cpu_efficiency": round(outcome.efficiency.parallel_efficiency, 3),
+                "fit_score_efficiency": round(fit_score / (wall * cores), 3),
+                "best_params": {k: str(v) for k, v in outcome.best_params.items()},
+                "best_cv_rmspe": round(outcome.best_cv_rmspe, 5),
+                "fits": int(len(cv) * len(splits)),
+            }
+
+    folds = date_block_folds(sample["Date"], space.folds)
+    search = GridSearchCV(
+        build_pipeline(max_iter=space.max_iter), space.grid, scoring=RMSPE_SCORER, cv=folds, refit=False, n_jobs=cores
+    )
+    start = time.perf_counter()
+    with joblib.parallel_config(backend="loky"):
+        search.fit(sample[FEATURES], sample[TARGET].to_numpy())
+    wall = time.perf_counter() - start
+    cv = search.cv_results_
+    fit_score = float(((cv["mean_fit_time"] + cv["mean_score_time"]) * space.folds).sum())
+    best = int(cv["rank_test_score"].argmin())
+    out["sklearn_grid"] = {
+        "wall_s": round(wall, 2),
+        "fit_score_efficiency": round(fit_score / (wall * cores), 3),
+        "best_params": {k: str(v) for k, v in cv["params"][best].items()},
+        "best_cv_rmspe": round(-float(cv["mean_test_score"][best]), 5),
+    }
+    for strategy in ("grid", "halving"):
+        out[f"ratio_dask_{strategy}_vs_sklearn"] = round(out[f"dask_{strategy}"]["wall_s"] / wall, 3)
+    return out
+
+
+class PeakRSS:
+    """Samples the summed RSS of a process and all its descendants."""
+
+    def __init__(self, pid: int, interval: float = 0.1):
+        self.root = psutil.Process(pid)
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                procs = [self.root, *self.root.children(recursive=True)]
+                total = 0
+                for p in procs:
+                    with contextlib.suppress(psutil.Error):
+                        total += p.memory_info().rss
+                self.peak = max(self.peak, total)
+            except psutil.Error:
+                return
+            time.sleep(self.interval)
+
+    def __enter__(self) -> PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_submit(args: list[str], tmp: Path) -> tuple[float, int, dict]:
+    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts/submit.py"), *args, "--out", str(tmp / "results"), "--no-progress"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with PeakRSS(proc.pid) as peak:
+        _, err = proc.communicate()
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"submit {args} failed: {err[-2000:]}")
+    summary = json.loads(sorted((tmp / "results").glob("*/summary.json"))[-1].read_text())
+    return wall, peak.peak, summary
+
+
+def rossmann_benchmark() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        wall, peak, summary = run_submit(["rossmann", "--cache", str(Path(tmp) / "cache")], Path(tmp))
+    return {
+        "wall_s": round(wall, 1),
+        "peak_rss_gib": round(peak / 2**30, 2),
+        "job_total_s": summary["timing_s"]["total"],
+        "holdout_rmspe": summary["holdout_rmspe"],
+        "parallel_efficiency": summary["parallel_efficiency"],
+    }
+
+
+def bigdata_benchmark() -> dict:
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for scale in (1, 10):
+            run_dir = Path(tmp) / f"x{scale}"
+            wall, _, summary = run_submit(
+                ["bigdata", "--scale", str(scale), "--memory-limit", "1GiB", "--path", str(Path(tmp) / "data")], run_dir
+            )
+            out[f"x{scale}"] = {
+                "rows": summary["rows"],
+                "data_gib": round(summary["data_bytes_in_memory"] / 2**30, 2),
+                "peak_worker_rss_gib": round(summary["peak_worker_rss_bytes"] / 2**30, 3),
+                "wall_s": round(wall, 1),
+            }
+    out["peak_growth_x10_over_x1"] = round(out["x10"]["peak_worker_rss_gib"] / out["x1"]["peak_worker_rss_gib"], 3)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", choices=["search", "rossmann", "bigdata"])
+    args = parser.parse_args()
+    parts = args.only or ["search", "rossmann", "bigdata"]
+    cores = os.cpu_count() or 1
+    results: dict = {"cores": cores, "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)}
+    if "search" in parts:
+        results["search"] = search_benchmark(cores)
+    if "rossmann" in parts:
+        results["rossmann"] = rossmann_benchmark()
+    if "bigdata" in parts:
+        results["bigdata"] = bigdata_benchmark()
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""One environment for laptop, image and cluster: pins, derived files, the Dockerfile and the notebook."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from nbclient import NotebookClient
+
+from scripts.common import CHART_DIR, REPO_ROOT
+from scripts.versions import DOCKERFILE, ENVIRONMENT_YML, load_environment, read_lock, stale_files
+
+ENV = load_environment()
+LOCK = read_lock(REPO_ROOT / "requirements/lock.txt")
+IMAGE = read_lock(REPO_ROOT / "requirements/image.txt")
+IMAGE_GPU = read_lock(REPO_ROOT / "requirements/image-gpu.txt")
+
+
+def test_derived_files_are_up_to_date():
+    assert stale_files() == {}, "run python scripts/versions.py sync"
+
+
+def test_every_direct_pin_is_in_the_locks():
+    for name, version in ENV.pins.items():
+        assert IMAGE[name] == version, name
+        if name in LOCK:
+            assert LOCK[name] == version, name
+
+
+def test_image_and_laptop_share_every_common_version():
+    for lock in (IMAGE, IMAGE_GPU):
+        differing = {n: (v, LOCK[n]) for n, v in lock.items() if n in LOCK and LOCK[n] != v}
+        assert differing == {}
+
+
+def test_chart_deploys_the_tag_the_environment_pins():
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
+    assert values["global"]["image"]["tag"] == ENV.image_tag == f"{LOCK['dask']}-py{ENV.python}"
+    assert values["global"]["image"]["repository"] == ENV.image_repository
+    assert chart["appVersion"] == LOCK["dask"] == LOCK["distributed"]
+
+
+def test_rendered_clusters_run_the_pinned_image():
+    for path in (REPO_ROOT / "clusters").glob("*/rendered/deployment-*.yaml"):
+        doc = yaml.safe_load(path.read_text())
+        for container in doc["spec"]["template"]["spec"]["containers"]:
+            if container["image"].startswith(ENV.image_repository):
+                assert container["image"] == f"{ENV.image_repository}:{ENV.image_tag}", path
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            out.append((keyword.upper(), rest.strip()))
+    return out
+
+
+def test_dockerfile_installs_exactly_the_locked_versions():
+    instructions = dockerfile_instructions()
+    copies = [rest for kw, rest in instructions if kw == "COPY"]
+    assert any("requirements/image.txt" in c and "requirements/image-gpu.txt" in c for c in copies)
+    runs = " ".join(rest for kw, rest in instructions if kw == "RUN")
+    installs = re.findall(r"pip install ([^;&]*)", runs)
+    assert installs, "no pip install in the Dockerfile"
+    for args in installs:
+        assert "--no-deps" in args and '-r "$lock"' in args, args  # only the lock, nothing resolved at build time
+    assert "pip check" in runs
+    assert not re.search(r"pip install [^;&]*==", runs), "versions come from the lock, not the Dockerfile"
+    assert "EXTRA_PIP_PACKAGES" not in DOCKERFILE.read_text()
+
+
+def test_dockerfile_runs_as_the_charts_non_root_user():
+    instructions = dockerfile_instructions()
+    user = [rest for kw, rest in instructions if kw == "USER"]
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())["global"]["securityContext"]
+    assert user and user[-1] == f"{values['runAsUser']}:{values['runAsGroup']}"
+    assert user[-1].split(":")[0] != "0"
+
+
+def test_dockerfile_python_and_labels():
+    instructions = dockerfile_instructions()
+    args = dict(rest.split("=", 1) for kw, rest in instructions if kw == "ARG" and "=" in rest)
+    assert args["PYTHON_VERSION"] == ENV.python
+    assert any(kw == "FROM" and "python:${PYTHON_VERSION}" in rest for kw, rest in instructions)
+    labels = " ".join(rest for kw, rest in instructions if kw == "LABEL")
+    for label in (
+        "org.opencontainers.image.version",
+        "org.opencontainers.image.source",
+        "io.dask-platform.dask-version",
+        "io.dask-platform.python-version",
+    ):
+        assert label in labels
+    assert any(kw == "COPY" and rest.startswith("jobs ") for kw, rest in instructions)
+
+
+def test_gpu_variant_adds_cuda_packages_only():
+    extra = set(IMAGE_GPU) - set(IMAGE)
+    assert "cupy-cuda12x" in extra
+    assert all(IMAGE_GPU[n] == v for n, v in IMAGE.items() if n in IMAGE_GPU)
+
+
+def test_environment_yml_is_a_conda_env_with_the_image_pins():
+    env = yaml.safe_load(ENVIRONMENT_YML.read_text())
+    assert env["name"] == "dask-platform"
+    assert f"python={ENV.python}" in env["dependencies"]
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert {line.split("==")[0]: line.split("==")[1] for line in pip} == IMAGE
+
+
+@pytest.mark.dask
+@pytest.mark.slow
+def test_notebook_runs_on_small_data(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    nb = nbformat.read(REPO_ROOT / "notebooks/rossmann.ipynb", as_version=4)
+    params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    params.source = (
+        f'stores = 40\nsearch = "small"\nrefit_rows = 0\nout = "{tmp_path}/results"\nscheduler_address = None'
+    )
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO_ROOT / "notebooks")}}
+    ).execute()
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert "holdout RMSPE model" in text
+    assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    assert list((tmp_path / "results").glob("*/summary.json"))
