@@ -25,7 +25,16 @@ import yaml
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.common import CHART_DIR, CLUSTERS_DIR, UserError, display_path, report_user_errors, unified_diff
+from scripts import argocd
+from scripts.common import (
+    CHART_DIR,
+    CLUSTERS_DIR,
+    UserError,
+    atomic_write,
+    display_path,
+    report_user_errors,
+    unified_diff,
+)
 from scripts.layers import (
     Cluster,
     chart_defaults,
@@ -88,7 +97,8 @@ def object_filename(obj: dict[str, Any]) -> str:
 
 def manifest_files(cluster: Cluster, objects: Iterable[dict[str, Any]]) -> dict[str, str]:
     """One YAML file per object, each with the generated-file header, sorted by file name."""
-    sources = ", ".join([display_path(CHART_DIR), f"values/{cluster.cloud}.yaml", display_path(cluster.path)])
+    # Paths as the repository lays them out, whichever folder the tree is in (a scratch copy renders the same).
+    sources = f"charts/dask-platform, values/{cluster.cloud}.yaml, clusters/{cluster.name}/cluster.yaml"
     header = HEADER.format(cluster=cluster.name, sources=sources)
     files: dict[str, str] = {}
     for obj in objects:
@@ -99,21 +109,23 @@ def manifest_files(cluster: Cluster, objects: Iterable[dict[str, Any]]) -> dict[
     return dict(sorted(files.items()))
 
 
-async def render_cluster_async(cluster: Cluster, helm: Path | None = None) -> RenderedCluster:
+async def render_cluster_async(
+    cluster: Cluster, helm: Path | None = None, chart_dir: Path = CHART_DIR
+) -> RenderedCluster:
     user, effective = build_values(cluster)
-    objects = await template_objects(helm or find_helm(), cluster.release, cluster.namespace, user)
+    objects = await template_objects(helm or find_helm(), cluster.release, cluster.namespace, user, chart_dir)
     return RenderedCluster(cluster, effective, objects, manifest_files(cluster, objects))
 
 
 def render_clusters(
-    names: Iterable[str], helm: Path | None = None, clusters_dir: Path = CLUSTERS_DIR
+    names: Iterable[str], helm: Path | None = None, clusters_dir: Path = CLUSTERS_DIR, chart_dir: Path = CHART_DIR
 ) -> list[RenderedCluster]:
     """Render several clusters concurrently (helm runs as separate processes)."""
     clusters = [load_cluster(name, clusters_dir) for name in names]
     helm = helm or find_helm()
 
     async def _all() -> list[RenderedCluster]:
-        return list(await asyncio.gather(*(render_cluster_async(c, helm) for c in clusters)))
+        return list(await asyncio.gather(*(render_cluster_async(c, helm, chart_dir) for c in clusters)))
 
     return asyncio.run(_all())
 
@@ -161,6 +173,23 @@ def write_rendered(rendered: RenderedCluster) -> None:
         raise
 
 
+def argocd_changes(clusters_dir: Path = CLUSTERS_DIR) -> dict[Path, tuple[str, str]]:
+    """Argo CD manifests whose committed text differs from what the clusters now need: path -> (old, new)."""
+    out = {}
+    for path, text in argocd.build_files(clusters_dir).items():
+        current = path.read_text() if path.exists() else ""
+        if current != text:
+            out[path] = (current, text)
+    return out
+
+
+def write_argocd(clusters_dir: Path = CLUSTERS_DIR) -> list[Path]:
+    changes = argocd_changes(clusters_dir)
+    for path, (_, text) in changes.items():
+        atomic_write(path, text)
+    return list(changes)
+
+
 @click.command()
 @click.argument("clusters", nargs=-1)
 @click.option("--all", "all_clusters", is_flag=True, help="Render every clusters/*/cluster.yaml.")
@@ -191,6 +220,14 @@ def main(clusters: tuple[str, ...], all_clusters: bool, check: bool, clusters_di
         else:
             write_rendered(rendered)
             click.echo(f"{where}: {len(rendered.files)} objects")
+    # The Argo CD manifests derive from the rendered kinds of every cluster: keep them in step.
+    for path, (current, text) in argocd_changes(clusters_dir).items():
+        if check:
+            stale.append(display_path(path))
+            click.echo(unified_diff(current, text, display_path(path)), err=True)
+        else:
+            atomic_write(path, text)
+            click.echo(f"{display_path(path)}: updated")
     if stale:
         click.echo(f"stale: {', '.join(stale)}; run `python scripts/render.py --all` and commit", err=True)
         raise SystemExit(1)

@@ -151,3 +151,11 @@ Takes the quantity string.
 {{- end -}}
 {{- max $n 1 -}}
 {{- end }}
+
+{{- /*
+dp.setupWave: the Argo CD sync-wave annotation of objects that workloads depend on (ServiceAccounts, RBAC,
+PersistentVolumeClaims): wave -1 syncs, and must be healthy, before the Deployments of wave 0.
+*/ -}}
+{{- define "dp.setupWave" -}}
+argocd.argoproj.io/sync-wave: "-1"
+{{- end }}
