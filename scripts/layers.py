@@ -213,6 +213,7 @@ def validate_values(effective: dict[str, Any], layers: list[Layer], schema: dict
     """Check the effective values against the chart's schema; the first error names its file and key path."""
     errors = _schema_errors(effective, schema)
     if not errors:
+        check_semantics(effective, layers)
         return
     # The most specific error first: jsonschema reports "if/then" failures at the parent, the cause deeper.
     err = max(errors, key=lambda e: len(e.absolute_path))
@@ -237,3 +238,16 @@ def explain(err: jsonschema.ValidationError) -> tuple[list[Any], str]:
         if unknown and allowed:
             return [*path, unknown[0]], f"unknown key {unknown[0]!r}; expected one of: {', '.join(allowed)}"
     return path, err.message
+
+
+def check_semantics(effective: dict[str, Any], layers: list[Layer]) -> None:
+    """Rules a JSON schema cannot express (comparisons between keys), with the same file/key-path errors."""
+    for name, group in (effective.get("dask", {}).get("workerGroups") or {}).items():
+        scaling = (group or {}).get("autoscaling") or {}
+        low, high = scaling.get("minReplicas"), scaling.get("maxReplicas")
+        if low is not None and high is not None and low > high:
+            path = ["dask", "workerGroups", name, "autoscaling", "minReplicas"]
+            file, path = blame(path, layers, CHART_DIR / "values.yaml")
+            raise UserError(
+                f"minReplicas {low} is greater than maxReplicas {high}", file=file, key_path=key_path_str(path)
+            )

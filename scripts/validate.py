@@ -24,6 +24,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scripts.common import CHART_DIR, CLUSTERS_DIR, UserError, display_path
+from scripts.crdschema import is_custom, validate_custom
 from scripts.layers import cluster_names
 from scripts.policy import check_objects
 
@@ -140,8 +141,16 @@ def run_checks(clusters_dir: Path = CLUSTERS_DIR, chart_dir: Path = CHART_DIR, b
             report.problems.append(Problem(cls, name, str(exc)))
     for name, r in rendered.items():
         version = f"{load_cluster(name, clusters_dir).kubernetes_version}.0"
+        custom = [o for o in r.objects if is_custom(o)]
+        for obj, errors in zip(custom, validate_custom(custom), strict=True):
+            for error in errors:
+                report.problems.append(
+                    Problem("kubernetes-schema", f"{name}: {_object_key(obj)}", f"{error} (CRD schema)")
+                )
         for obj in r.objects:
             report.objects += 1
+            if is_custom(obj):
+                continue
             try:
                 kubernetes_validate.validate(obj, version, strict=True)
             except kubernetes_validate.ValidationError as exc:

@@ -86,6 +86,33 @@ BAD_VALUES = [
     ({"serviceAccounts": {"scheduler": {}}}, "key values.serviceAccounts.scheduler: unknown key"),
     ({"dask": {"workerGroups": {"default": None}}}, "values.dask.workerGroups"),
     ({"global": {"imagePullSecrets": [""]}}, "values.global.imagePullSecrets[0]"),
+    (
+        {"dask": {"workerGroups": {"default": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 2}}}}},
+        "values.dask.workerGroups.default.autoscaling.minReplicas: minReplicas 5 is greater than maxReplicas 2",
+    ),
+    (
+        {
+            "dask": {
+                "workerGroups": {
+                    "gpu": {
+                        "gpu": True,
+                        "replicas": 1,
+                        "resources": {
+                            "requests": {"cpu": "1", "memory": "1Gi"},
+                            "limits": {"cpu": "1", "memory": "1Gi"},
+                        },
+                    }
+                }
+            }
+        },
+        "'nvidia.com/gpu' is a required property",
+    ),
+    (
+        {"dask": {"workerGroups": {"default": {"imageTagSuffix": "-cuda"}}}},
+        "values.dask.workerGroups.default.imageTagSuffix",
+    ),
+    ({"networkPolicy": {"apiServerPorts": [0]}}, "values.networkPolicy.apiServerPorts[0]"),
+    ({"dask": {"retire": {"gracePeriodSeconds": 5}}}, "values.dask.retire.gracePeriodSeconds"),
     ({"dask": {"scheduler": {"resources": {"requests": {"cpu": None}}}}}, "values.dask.scheduler.resources.requests"),
 ]
 

@@ -159,3 +159,27 @@ PersistentVolumeClaims): wave -1 syncs, and must be healthy, before the Deployme
 {{- define "dp.setupWave" -}}
 argocd.argoproj.io/sync-wave: "-1"
 {{- end }}
+
+{{- /*
+dp.priorityClassName: the PriorityClass of a component ("scheduler" or "worker") when the chart creates them
+(priorityClasses.create), so the scheduler preempts workers and is never the pod left Pending.
+Args: root, component.
+*/ -}}
+{{- define "dp.priorityClassName" -}}
+{{- printf "%s-%s-%s" .root.Release.Namespace (include "dp.fullname" .root) .component | trunc 63 | trimSuffix "-" -}}
+{{- end }}
+
+{{- /*
+dp.retireCommand: the worker's preStop hook. It asks the scheduler to retire this worker (its results move to
+other workers, nothing is recomputed) and waits until that is done; only then does Kubernetes send SIGTERM.
+Needs DASK_SCHEDULER_ADDRESS and DASK_WORKER_NAME in the container's environment.
+*/ -}}
+{{- define "dp.retireCommand" -}}
+- python
+- -c
+- |
+  import os
+  from distributed import Client
+  with Client(os.environ["DASK_SCHEDULER_ADDRESS"], timeout="20s") as client:
+      client.retire_workers(names=[os.environ["DASK_WORKER_NAME"]], close_workers=True, remove=True)
+{{- end }}
