@@ -35,11 +35,20 @@ def free_port() -> int:
 
 
 @dataclass
+class Pod:
+    name: str
+    labels: dict[str, str]
+    process: subprocess.Popen
+    ports: dict[int, int]  # local port -> container port
+
+
+@dataclass
 class Booted:
     scheduler_address: str
     services: dict[str, dict[int, int]]  # Service name -> {service port: local port}
     processes: list[subprocess.Popen] = field(default_factory=list)
     workers: int = 0
+    pods: dict[str, Pod] = field(default_factory=dict)
 
     def resolve(self, address: str) -> str:
         """tcp://<service>:<port> as a pod would dial it -> the local address."""
@@ -133,6 +142,8 @@ def boot(rendered: Path, workdir: Path, worker_limit: int | None = None) -> Iter
         proc_env = {**base_env, **env, "PATH": path, "HOME": str(pod_dir)}
         proc = subprocess.Popen(command, cwd=pod_dir, env=proc_env, stdout=log, stderr=subprocess.STDOUT)
         booted.processes.append(proc)
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        booted.pods[pod_name] = Pod(pod_name, labels, proc, {local: cp for cp, local in ports.items()})
         return proc
 
     try:

@@ -94,3 +94,133 @@ def test_every_cloud_gives_the_same_results(summaries):
         assert s["holdout_rmspe"]["model"] == pytest.approx(reference["holdout_rmspe"]["model"], rel=1e-6), name
         assert s["scheduler_address"] == entry["address"]
     assert len({e["address"] for e in summaries.values()}) == len(summaries)
+
+
+# --- NetworkPolicies against the traffic of a real run --------------------------------------------------------
+
+
+def _matches(selector: dict, labels: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items())
+
+
+def _peer_ok(peers: list[dict] | None, labels: dict[str, str]) -> bool:
+    if not peers:  # no from/to: any peer
+        return True
+    return any(
+        "podSelector" in p and "namespaceSelector" not in p and _matches(p["podSelector"], labels) for p in peers
+    )
+
+
+def _port_ok(ports: list[dict] | None, port: int) -> bool:
+    return not ports or any(p.get("port") == port and p.get("protocol", "TCP") == "TCP" for p in ports)
+
+
+def allowed(policies: list[dict], src: dict[str, str], dst: dict[str, str], port: int) -> bool:
+    """Kubernetes NetworkPolicy semantics for same-namespace pod-to-pod TCP: a direction is allowed if no policy
+    of that type selects the pod, or some selecting policy has a matching rule."""
+
+    def direction(kind: str, pod: dict[str, str], peer: dict[str, str]) -> bool:
+        selecting = [
+            p for p in policies if _matches(p["spec"]["podSelector"], pod) and kind in p["spec"].get("policyTypes", [])
+        ]
+        if not selecting:
+            return True
+        key, peers_key = ("egress", "to") if kind == "Egress" else ("ingress", "from")
+        return any(
+            _peer_ok(rule.get(peers_key), peer) and _port_ok(rule.get("ports"), port)
+            for p in selecting
+            for rule in p["spec"].get(key, []) or []
+        )
+
+    return direction("Egress", src, dst) and direction("Ingress", dst, src)
+
+
+def observed_flows(booted, client_labels: dict[str, str]) -> set[tuple[str, str, int]]:
+    """(source component, destination component, destination container port) of every TCP connection between
+    the booted pods (and this test process, standing in for Jupyter), read from the kernel's socket table."""
+    import psutil
+
+    owner: dict[int, str] = {os.getpid(): "jupyter"}
+    listening: dict[int, tuple[str, int]] = {}
+    for pod in booted.pods.values():
+        component = pod.labels["app.kubernetes.io/component"]
+        try:
+            root = psutil.Process(pod.process.pid)
+            for proc in [root, *root.children(recursive=True)]:
+                owner[proc.pid] = component
+        except psutil.Error:  # a process that just exited
+            continue
+        for local, container_port in pod.ports.items():
+            listening[local] = (component, container_port)
+    flows = set()
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status != psutil.CONN_ESTABLISHED or not conn.raddr or conn.pid not in owner:
+            continue
+        if conn.raddr.port in listening and conn.laddr.port not in listening:
+            dst, port = listening[conn.raddr.port]
+            flows.add((owner[conn.pid], dst, port))
+    return flows
+
+
+def test_network_policies_allow_every_flow_of_a_real_run(tmp_path: Path):
+    import threading
+    import time
+    import urllib.request
+
+    from distributed import Client
+
+    rendered = REPO_ROOT / "clusters/minikube/rendered"
+    objects = [yaml.safe_load(p.read_text()) for p in rendered.glob("*.yaml")]
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    labels = {
+        o["metadata"]["name"]: o["spec"]["template"]["metadata"]["labels"] for o in objects if o["kind"] == "Deployment"
+    }
+    component_labels = {v["app.kubernetes.io/component"]: v for v in labels.values()}
+    assert policies, "no NetworkPolicies rendered"
+
+    flows: set[tuple[str, str, int]] = set()
+    with boot(rendered, tmp_path) as booted, Client(booted.scheduler_address, direct_to_workers=True) as client:
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                flows.update(observed_flows(booted, component_labels["jupyter"]))
+                time.sleep(0.05)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            # A shuffle-like computation: data made on both workers, each sum needing a part from the other.
+            a, b = sorted(client.scheduler_info(n_workers=-1)["workers"])
+            parts = [
+                client.submit(
+                    lambda i: list(range(i * 100_000, (i + 1) * 100_000)), i, workers=[a if i < 4 else b], pure=False
+                )
+                for i in range(8)
+            ]
+            sums = [
+                client.submit(lambda x, y: sum(x) + sum(y), parts[i], parts[-1 - i], workers=[a], pure=False)
+                for i in range(4)
+            ]
+            assert sum(client.gather(sums, direct=False)) == sum(range(800_000))  # through the scheduler
+            client.gather(parts[:2], direct=True)  # straight from the workers
+            dashboard = booted.resolve("http://dask-scheduler:8787/status")
+            urllib.request.urlopen(dashboard, timeout=10).read()  # the dashboard link, as Jupyter proxies it
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            sampler.join()
+        flows.update(observed_flows(booted, component_labels["jupyter"]))
+
+    kinds = {(src, dst) for src, dst, _ in flows}
+    assert {
+        ("worker-default", "scheduler"),
+        ("scheduler", "worker-default"),
+        ("jupyter", "scheduler"),
+        ("worker-default", "worker-default"),
+    } <= kinds, flows
+    denied = [f for f in flows if not allowed(policies, component_labels[f[0]], component_labels[f[1]], f[2])]
+    assert denied == [], f"traffic of a real run the NetworkPolicies would block: {denied}"
+    # and the policies are not wide open: a worker may not reach Jupyter, Jupyter may not reach a nanny
+    assert not allowed(policies, component_labels["worker-default"], component_labels["jupyter"], 8888)
+    assert not allowed(policies, component_labels["jupyter"], component_labels["worker-default"], 8790)
