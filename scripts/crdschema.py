@@ -1,7 +1,7 @@
-"""Validate custom resources (Argo CD, KEDA) against their CRD schemas, offline.
+"""Validate custom resources (Argo CD, KEDA, prometheus-operator) against their CRD schemas, offline.
 
 kubernetes-validate knows only Kubernetes' own kinds; the CRD schemas come from the npm packages
-@kubernetes-models/argo-cd and @kubernetes-models/keda (scripts/crd/, installed by ``scripts/dev`` with npm ci).
+@kubernetes-models/argo-cd, -/keda and -/prometheus-operator (scripts/crd/, installed by ``scripts/dev`` with npm ci).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 CRD_DIR = Path(__file__).resolve().parent / "crd"
-CUSTOM_GROUPS = ("argoproj.io/", "keda.sh/")
+CUSTOM_GROUPS = ("argoproj.io/", "keda.sh/", "monitoring.coreos.com/")
 
 
 class SchemaToolMissing(RuntimeError):

@@ -83,6 +83,14 @@ def test_jupyters_scheduler_address_connects(tmp_path: Path):
         assert {w["name"] for w in workers} == {"dask-worker-default-0", "dask-worker-default-1"}
         assert all(w["memory_limit"] == 2 * 2**30 for w in workers)  # --memory-limit from limits.memory
         assert client.submit(sum, [1, 2, 3]).result() == 6
+        # The URL a KEDA ScaledObject polls (rendered in tests/scenarios/all-features-values.yaml) answers with the
+        # scheduler's adaptive target, because the rendered scheduler env enables the API route.
+        import json as _json
+        import urllib.request
+
+        target = booted.resolve("http://dask-scheduler:8787/api/v1/adaptive_target")
+        with urllib.request.urlopen(target, timeout=10) as response:
+            assert isinstance(_json.loads(response.read())["workers"], int)
 
 
 def test_every_cloud_gives_the_same_results(summaries):

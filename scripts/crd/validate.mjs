@@ -1,12 +1,14 @@
-// Validate Kubernetes custom resources against their CRD schemas, offline, with the @kubernetes-models
+// Validate Kubernetes custom resources (Argo CD, KEDA, prometheus-operator) against their CRD schemas, offline, with the @kubernetes-models
 // packages (compiled from Argo CD's and KEDA's CRDs). Reads a JSON array of objects on stdin; prints a JSON
 // array with one entry per object: {"kind", "name", "errors": [..]} (empty errors = valid). Exit 0 always.
 import * as argo from "@kubernetes-models/argo-cd/argoproj.io/v1alpha1";
 import * as keda from "@kubernetes-models/keda/keda.sh/v1alpha1";
+import * as monitoring from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1";
 
 const models = {
   "argoproj.io/v1alpha1": argo,
   "keda.sh/v1alpha1": keda,
+  "monitoring.coreos.com/v1": monitoring,
 };
 
 let input = "";
