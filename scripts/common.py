@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import click
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -132,3 +133,14 @@ def report_user_errors(func: F) -> F:
             raise SystemExit(exc.exit_code) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def clusters_dir_option(func: F) -> F:
+    """The --clusters-dir option the commands that read clusters/ share (tests point it at a scratch copy)."""
+    return click.option(
+        "--clusters-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=CLUSTERS_DIR,
+        show_default=True,
+        help="Folder of the cluster folders (values/ is its sibling).",
+    )(func)

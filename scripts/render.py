@@ -31,6 +31,7 @@ from scripts.common import (
     CLUSTERS_DIR,
     UserError,
     atomic_write,
+    clusters_dir_option,
     display_path,
     report_user_errors,
     unified_diff,
@@ -194,13 +195,7 @@ def write_argocd(clusters_dir: Path = CLUSTERS_DIR) -> list[Path]:
 @click.argument("clusters", nargs=-1)
 @click.option("--all", "all_clusters", is_flag=True, help="Render every clusters/*/cluster.yaml.")
 @click.option("--check", is_flag=True, help="Render in memory and fail with a diff if the committed files differ.")
-@click.option(
-    "--clusters-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=CLUSTERS_DIR,
-    show_default=True,
-    help="Folder of the cluster folders (values/ is its sibling).",
-)
+@clusters_dir_option
 @report_user_errors
 def main(clusters: tuple[str, ...], all_clusters: bool, check: bool, clusters_dir: Path) -> None:
     """Render the manifests of CLUSTERS (folder names under clusters/)."""

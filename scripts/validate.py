@@ -23,7 +23,7 @@ import yaml
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.common import CHART_DIR, CLUSTERS_DIR, UserError, display_path
+from scripts.common import CHART_DIR, CLUSTERS_DIR, UserError, clusters_dir_option, display_path
 from scripts.crdschema import is_custom, validate_custom
 from scripts.layers import cluster_names
 from scripts.policy import check_objects
@@ -223,9 +223,7 @@ def format_report(report: Report, markdown: bool, base: str | None) -> str:
 @click.command()
 @click.option("--base", help="Git ref to summarise object changes against (e.g. origin/main).")
 @click.option("--markdown", is_flag=True, help="Print the report as Markdown (PR comment, job summary).")
-@click.option(
-    "--clusters-dir", type=click.Path(file_okay=False, path_type=Path), default=CLUSTERS_DIR, show_default=True
-)
+@clusters_dir_option
 @click.option(
     "--chart", "chart_dir", type=click.Path(file_okay=False, path_type=Path), default=CHART_DIR, show_default=True
 )

@@ -30,7 +30,15 @@ from ruamel.yaml.comments import CommentedMap
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts.common import CLUSTERS_DIR, VALUES_DIR, UserError, atomic_write, display_path, report_user_errors
+from scripts.common import (
+    CLUSTERS_DIR,
+    VALUES_DIR,
+    UserError,
+    atomic_write,
+    clusters_dir_option,
+    display_path,
+    report_user_errors,
+)
 
 
 @dataclass(frozen=True)
@@ -147,13 +155,7 @@ def main() -> None:
 @click.argument("target")
 @click.argument("assignments", nargs=-1, required=True)
 @click.option("--no-render", is_flag=True, help="Only edit and validate; do not re-render.")
-@click.option(
-    "--clusters-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=CLUSTERS_DIR,
-    show_default=True,
-    help="Folder of the cluster folders (values/ is its sibling).",
-)
+@clusters_dir_option
 @report_user_errors
 def set_command(target: str, assignments: tuple[str, ...], no_render: bool, clusters_dir: Path) -> None:
     """Set KEY=VALUE in TARGET (a cloud or a cluster), validate, and re-render what depends on it."""

@@ -14,10 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +23,9 @@ from typing import Any
 
 import yaml
 
+from tests.daskproc import free_port, wait_for_port
+
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -147,16 +141,10 @@ def boot(rendered: Path, workdir: Path, worker_limit: int | None = None) -> Iter
         return proc
 
     try:
-        sched_proc = start(scheduler, f"{scheduler['metadata']['name']}-0", sched_ports)
-        deadline = time.time() + 60
+        sched_name = f"{scheduler['metadata']['name']}-0"
+        sched_proc = start(scheduler, sched_name, sched_ports)
         local_comm = int(booted.scheduler_address.rsplit(":", 1)[1])
-        while True:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", local_comm)) == 0:
-                    break
-            if sched_proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"scheduler did not start: {(workdir / 'scheduler.log')}")
-            time.sleep(0.2)
+        wait_for_port(local_comm, sched_proc, workdir / f"{sched_name}.log", timeout=60)
         for dep in workers:
             container = dep["spec"]["template"]["spec"]["containers"][0]
             replicas = dep["spec"]["replicas"] if worker_limit is None else min(worker_limit, dep["spec"]["replicas"])

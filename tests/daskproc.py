@@ -19,9 +19,22 @@ WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 30) -> None:
+    """Wait until something accepts connections on 127.0.0.1:port; fail early if ``proc`` exits."""
+    deadline = time.time() + timeout
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if time.time() > deadline or proc.poll() is not None:
+            raise RuntimeError(f"nothing listens on port {port}: {log.read_text()[-2000:] if log.exists() else ''}")
+        time.sleep(0.2)
 
 
 @dataclass
@@ -99,14 +112,7 @@ def local_dask(
                     ],
                 )
             )
-        deadline = time.time() + 30
-        while True:  # the scheduler must listen before workers and clients can connect
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            if time.time() > deadline or scheduler.poll() is not None:
-                raise RuntimeError(f"scheduler did not start: {(logs / 'scheduler.log').read_text()[-2000:]}")
-            time.sleep(0.2)
+        wait_for_port(port, scheduler, logs / "scheduler.log")  # before workers and clients connect
         wait_for_workers(address, n_workers)
         yield cluster
     finally:

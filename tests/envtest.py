@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scripts.common import REPO_ROOT
+from tests.daskproc import free_port
 
 ADMIN_TOKEN = "dask-platform-test-admin"
 
@@ -29,12 +29,6 @@ class ControlPlane:
     kubeconfig: Path
     server: str
     version: str
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def assets() -> Path:

@@ -23,22 +23,12 @@ import pandas as pd
 from distributed import Client, wait
 
 from jobs.rossmann.data import SyntheticSpec, generate
-from jobs.rossmann.features import HOLDOUT_DAYS, TARGET, derive
+from jobs.rossmann.features import HOLDOUT_DAYS, NUMERIC, TARGET, derive
 from jobs.runtime import local_versions, measure, option, timestamp, write_json, write_run_folder
 
 STORES_PER_PARTITION = 40
 BASE_STORES = 1115
-COLUMNS = [
-    "Promo",
-    "SchoolHoliday",
-    "Promo2Active",
-    "CompetitionOpenMonths",
-    "CompetitionDistanceLog",
-    "DayOfMonth",
-    "WeekSin",
-    "WeekCos",
-    "DaysToChristmas",
-]
+COLUMNS = NUMERIC  # the Rossmann job's numeric features
 ONE_HOT = {
     "DayOfWeek": range(1, 8),
     "Month": range(1, 13),
