@@ -124,3 +124,34 @@ def local_dask(
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def run_cli(args: list[str], tmp: Path) -> subprocess.Popen:
+    """``scripts/submit.py rossmann`` on small data (40 stores, the small search) as its own process, results and
+    cache under ``tmp``; extra ``args`` choose where it runs."""
+    from scripts.common import REPO_ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts/submit.py"),
+            "rossmann",
+            "--stores",
+            "40",
+            "--search",
+            "small",
+            "--refit-rows",
+            "0",
+            "--out",
+            str(tmp / "results"),
+            "--cache",
+            str(tmp / "cache"),
+            *args,
+        ],
+        cwd=tmp,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,33 +13,15 @@ import yaml
 from scripts.common import REPO_ROOT
 from scripts.layers import cluster_names
 from tests.boot import boot
+from tests.daskproc import run_cli
 
 pytestmark = [pytest.mark.dask, pytest.mark.slow]
 
-JOB = ["rossmann", "--stores", "40", "--search", "small", "--refit-rows", "0", "--no-progress"]
-
 
 def run_job(address: str, tmp: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "scripts/submit.py"),
-            *JOB,
-            "--scheduler",
-            address,
-            "--out",
-            str(tmp / "results"),
-            "--cache",
-            str(tmp / "cache"),
-        ],
-        cwd=tmp,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_cli(["--scheduler", address, "--no-progress"], tmp)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
     return json.loads(next((tmp / "results").glob("*/summary.json")).read_text())
 
 

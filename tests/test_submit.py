@@ -4,10 +4,7 @@ as processes (job code uploaded), a worker killed mid-search, an unreachable sch
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,10 +13,10 @@ from click.testing import CliRunner
 
 from jobs.rossmann.job import RossmannOptions
 from scripts import submit as submit_cli
-from scripts.common import REPO_ROOT, UserError
+from scripts.common import UserError
 from scripts.connect import ensure_job_code, jobs_fingerprint, remote_fingerprints
 from scripts.submit import Connection, doctor_report, submit
-from tests.daskproc import free_port, local_dask
+from tests.daskproc import free_port, local_dask, run_cli
 
 pytestmark = [pytest.mark.dask, pytest.mark.slow]
 
@@ -87,33 +84,6 @@ def test_uploaded_code_is_found_the_second_time(remote_run):
     with Client(cluster.address) as client:
         assert set(remote_fingerprints(client).values()) == {jobs_fingerprint()}
         assert "already importable" in ensure_job_code(client)
-
-
-def run_cli(args: list[str], tmp: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
-    return subprocess.Popen(
-        [
-            sys.executable,
-            str(REPO_ROOT / "scripts/submit.py"),
-            "rossmann",
-            "--stores",
-            "40",
-            "--search",
-            "small",
-            "--refit-rows",
-            "0",
-            "--out",
-            str(tmp / "results"),
-            "--cache",
-            str(tmp / "cache"),
-            *args,
-        ],
-        cwd=tmp,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def test_doctor_compares_this_machine_the_pins_and_the_cluster(remote_run):
