@@ -212,3 +212,73 @@ def test_network_policies_allow_every_flow_of_a_real_run(tmp_path: Path):
     # and the policies are not wide open: a worker may not reach Jupyter, Jupyter may not reach a nanny
     assert not allowed(policies, component_labels["worker-default"], component_labels["jupyter"], 8888)
     assert not allowed(policies, component_labels["jupyter"], component_labels["worker-default"], 8790)
+
+
+def test_dashboard_link_works_through_jupyter_server_proxy(tmp_path: Path):
+    """JupyterLab started as the rendered Deployment says (command, args, env), next to the booted cluster: the
+    dashboard link a Client prints there goes through jupyter-server-proxy to the scheduler's dashboard."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.boot import container_env
+    from tests.daskproc import free_port, wait_for_port
+
+    rendered = REPO_ROOT / "clusters/minikube/rendered"
+    jupyter = yaml.safe_load((rendered / "deployment-dask-jupyter.yaml").read_text())
+    container = jupyter["spec"]["template"]["spec"]["containers"][0]
+    with boot(rendered, tmp_path / "pods") as booted:
+        home = tmp_path / "home"
+        home.mkdir()
+        env = container_env(container, "dask-jupyter-0", {"/home/dask": str(home)})
+        link = env["DASK_DISTRIBUTED__DASHBOARD__LINK"]  # /proxy/<scheduler Service>:<port>/status
+        service, port = link.split("/")[2].split(":")
+        local_dashboard = booted.resolve(f"tcp://{service}:{port}").removeprefix("tcp://")
+        jupyter_port = free_port()
+        args = []
+        for arg in container["args"]:
+            arg = arg.replace(
+                f"--ServerApp.port={container['ports'][0]['containerPort']}", f"--ServerApp.port={jupyter_port}"
+            )
+            arg = arg.replace("--ServerApp.ip=0.0.0.0", "--ServerApp.ip=127.0.0.1")
+            arg = arg.replace("=/home/dask", f"={home}")
+            arg = arg.replace(f'host_allowlist=["{service}"]', 'host_allowlist=["127.0.0.1"]')  # the Service, here
+            args.append(arg)
+        if os.geteuid() == 0:  # the pod runs as uid 1000; this test machine may run as root
+            args.append("--allow-root")
+        token = "test-token"
+        proc_env = {
+            **os.environ,
+            **env,
+            "JUPYTER_TOKEN": token,
+            "HOME": str(home),
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        }
+        log = tmp_path / "jupyter.log"
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / container["command"][0]), *container["command"][1:], *args],
+            env=proc_env,
+            cwd=home,
+            stdout=log.open("w"),
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_port(jupyter_port, proc, log, timeout=60)
+            proxied = link.replace(f"{service}:{port}", local_dashboard)
+            url = f"http://127.0.0.1:{jupyter_port}{proxied}?token={token}"
+            deadline = time.time() + 30
+            while True:
+                try:
+                    with urllib.request.urlopen(url, timeout=10) as response:
+                        body = response.read().decode(errors="replace")
+                        assert response.status == 200
+                        break
+                except OSError:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(0.5)
+            assert "Dask" in body and "bokeh" in body.lower()
+        finally:
+            proc.terminate()
+            proc.wait(30)
