@@ -9,7 +9,6 @@ import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -129,7 +128,3 @@ def write_run_folder(target: Path, writers: dict[str, Callable[[Path], None]]) -
 
 def write_json(data: dict[str, Any]) -> Callable[[Path], None]:
     return lambda path: path.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-
-
-def is_interactive() -> bool:
-    return sys.stderr.isatty()

@@ -12,6 +12,7 @@ import hashlib
 import os
 import select
 import socket
+import sys
 import tempfile
 import threading
 import zipfile
@@ -303,12 +304,13 @@ def remote_fingerprints(client: Any) -> dict[str, str]:
     """The jobs fingerprint on the scheduler and on each worker."""
     import cloudpickle
 
-    cloudpickle.register_pickle_by_value(__import__("scripts.connect", fromlist=["x"]))
+    this_module = sys.modules[__name__]  # the cluster lacks scripts/: send the function's code itself
+    cloudpickle.register_pickle_by_value(this_module)
     try:
         out = {"scheduler": client.run_on_scheduler(_remote_fingerprint)}
         out.update(client.run(_remote_fingerprint))
     finally:
-        cloudpickle.unregister_pickle_by_value(__import__("scripts.connect", fromlist=["x"]))
+        cloudpickle.unregister_pickle_by_value(this_module)
     return out
 
 

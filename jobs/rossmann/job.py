@@ -103,7 +103,8 @@ def make_search(space: SearchSpace, strategy: str, folds: list, seed: int, clien
     import dask_ml.model_selection as dms
 
     scheduler = ProgressGet(client, "search", enabled=progress)
-    if strategy == "random":
+    if strategy == "random" or (space.n_candidates and space.n_candidates < space.grid_size):
+        # a search file's n_candidates asks for that many random candidates, whatever the strategy's default
         n_iter = space.n_candidates or max(1, space.grid_size // 2)
         return dms.RandomizedSearchCV(
             pipeline, space.grid, n_iter=n_iter, random_state=seed, scheduler=scheduler, **common

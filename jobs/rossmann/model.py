@@ -4,7 +4,6 @@ the median baseline and time-ordered CV folds. Pure functions and data; no clust
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,12 +199,3 @@ def sample_rows(rows: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     if len(rows) > n:
         rows = rows.sample(n=n, random_state=seed)
     return rows.sort_values(["Date", "Store"], kind="stable").reset_index(drop=True)
-
-
-def iter_candidates(space: SearchSpace, seed: int) -> Iterator[dict[str, Any]]:
-    from sklearn.model_selection import ParameterGrid, ParameterSampler
-
-    if space.n_candidates is None or space.n_candidates >= space.grid_size:
-        yield from ParameterGrid(space.grid)
-    else:
-        yield from ParameterSampler(space.grid, n_iter=space.n_candidates, random_state=seed)
