@@ -19,8 +19,20 @@ from typing import Any
 
 from distributed import Client, as_completed
 
-# Packages whose versions must agree between client, scheduler and workers (pickled objects cross them).
-VERSIONED_PACKAGES = ("dask", "distributed", "scikit-learn", "pandas", "numpy", "cloudpickle", "dask-ml", "pyarrow")
+# The packages whose versions are compared between client, scheduler and workers (the one list: the tooling's
+# version table reads it too). True: a difference breaks unpickling of tasks and results; False: only warned about.
+# Python itself is compared by major.minor and always matters.
+VERSIONED_PACKAGES: dict[str, bool] = {
+    "dask": True,
+    "distributed": True,
+    "cloudpickle": True,
+    "scikit-learn": True,
+    "pandas": True,
+    "numpy": False,
+    "dask-ml": False,
+    "pyarrow": False,
+    "msgpack": False,
+}
 
 
 def option(default: Any, help: str, **extra: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real helm binary, and every shipped cluster rendered once per session."""
+"""Shared fixtures: the real helm binary, the repository (and scratch copies of it), every cluster rendered once."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from scripts.common import REPO_ROOT
-from scripts.layers import cluster_names, load_cluster
-from scripts.render import RenderedCluster, render_clusters
-from scripts.toolbin import find_helm
+from dask_platform.clusters import load_cluster
+from dask_platform.helmbin import find_helm
+from dask_platform.render import RenderedCluster, render_clusters
+from dask_platform.repo import RepoTree
+from tests.support.scratch import scratch_copy
+
+REPO = RepoTree.checkout()
 
 
 @pytest.fixture(scope="session")
@@ -17,15 +20,21 @@ def helm() -> Path:
     return find_helm()
 
 
+@pytest.fixture
+def scratch(tmp_path: Path) -> RepoTree:
+    """A writable copy of the repository (a git repository with one commit: the working tree as it is)."""
+    return scratch_copy(tmp_path / "repo")
+
+
 @pytest.fixture(scope="session")
 def rendered(helm: Path) -> dict[str, RenderedCluster]:
     """Every cluster under clusters/, rendered in memory from the working tree."""
-    return {r.cluster.name: r for r in render_clusters(cluster_names(), helm)}
+    return {r.cluster.name: r for r in render_clusters(REPO, None, helm)}
 
 
 @pytest.fixture(scope="session")
 def clouds_by_cluster() -> dict[str, str]:
-    return {name: load_cluster(name).cloud for name in cluster_names()}
+    return {name: load_cluster(REPO, name).cloud for name in REPO.cluster_names()}
 
 
 def objects_of(rendered: RenderedCluster, kind: str) -> dict[str, dict]:
@@ -35,6 +44,3 @@ def objects_of(rendered: RenderedCluster, kind: str) -> dict[str, dict]:
 
 def container_args(deployment: dict) -> list[str]:
     return deployment["spec"]["template"]["spec"]["containers"][0].get("args", [])
-
-
-REPO = REPO_ROOT

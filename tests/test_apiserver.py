@@ -1,4 +1,4 @@
-"""Against a real kube-apiserver + etcd (tests/envtest.py): what Argo CD does with the rendered manifests, the
+"""Against a real kube-apiserver + etcd (tests/support/envtest.py): what Argo CD does with the rendered manifests, the
 helm lifecycle through pyhelm3, and RBAC proven with SubjectAccessReview.
 
 The server is 1.20 (the newest Debian can build); objects of API versions it lacks are checked offline by
@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from scripts.bootstrap import server_side_apply
-from scripts.common import CHART_DIR, REPO_ROOT
-from scripts.layers import cluster_names
-from scripts.render import render_cluster
-from tests.envtest import ControlPlane, start_control_plane
+from dask_platform.bootstrap import bootstrap_objects, server_side_apply
+from dask_platform.clusters import load_cluster
+from dask_platform.errors import UserError
+from dask_platform.render import render_clusters
+from dask_platform.repo import RepoTree
+from dask_platform.values import build_values
+from tests.conftest import REPO
+from tests.support.envtest import ControlPlane, start_control_plane
+
+REPO_ROOT, CHART_DIR = REPO.root, REPO.chart
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.slow, pytest.mark.helm]
 
@@ -110,11 +113,11 @@ def kinds_of(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
 
 
 def load_rendered(name: str) -> list[dict[str, Any]]:
-    return [yaml.safe_load(p.read_text()) for p in sorted((REPO_ROOT / "clusters" / name / "rendered").glob("*.yaml"))]
+    return [yaml.safe_load(p.read_text()) for p in sorted(REPO.rendered_dir(name).glob("*.yaml"))]
 
 
-@pytest.mark.parametrize("name", cluster_names())
-def test_argo_sync_applies_then_prunes_to_exactly_the_new_set(api, name: str, tmp_path: Path, helm):
+@pytest.mark.parametrize("name", REPO.cluster_names())
+def test_argo_sync_applies_then_prunes_to_exactly_the_new_set(api, name: str, scratch: RepoTree, helm):
     objects, left_out = served(api, load_rendered(name))
     # The 1.20 server has no policy/v1: PodDisruptionBudgets are left out here (named below) and validated
     # offline for 1.29-1.33 by tests/test_kubernetes_valid.py.
@@ -128,15 +131,13 @@ def test_argo_sync_applies_then_prunes_to_exactly_the_new_set(api, name: str, tm
     assert all(line.endswith("configured") for line in again)
 
     # A values change: Jupyter off, 3 workers. Re-render from a scratch copy and sync with pruning.
-    shutil.copytree(REPO_ROOT / "values", tmp_path / "values")
-    shutil.copytree(REPO_ROOT / "clusters", tmp_path / "clusters", ignore=shutil.ignore_patterns("rendered"))
-    cluster_file = tmp_path / "clusters" / name / "cluster.yaml"
+    cluster_file = scratch.cluster_file(name)
     doc = yaml.safe_load(cluster_file.read_text())
     doc.setdefault("values", {}).update(
         {"jupyter": {"enabled": False}, "dask": {"workerGroups": {"default": {"replicas": 3}}}}
     )
     cluster_file.write_text(yaml.safe_dump(doc))
-    new_objects, _ = served(api, render_cluster(name, helm, tmp_path / "clusters").objects)
+    new_objects, _ = served(api, render_clusters(scratch, [name], helm)[0].objects)
     pruned = argo_sync(api, new_objects, namespace, kinds | kinds_of(new_objects))
     assert "Deployment/dask-jupyter" in pruned and "ServiceAccount/dask-jupyter" in pruned
     assert live_objects(api, kinds, namespace) == {f"{o['kind']}/{o['metadata']['name']}" for o in new_objects}
@@ -153,7 +154,6 @@ def test_argo_sync_applies_then_prunes_to_exactly_the_new_set(api, name: str, tm
 
 def test_server_rejects_what_it_should(api):
     """The server validates for real: a Deployment without a selector is refused with its own message."""
-    from scripts.common import UserError
 
     bad = {
         "apiVersion": "apps/v1",
@@ -168,17 +168,14 @@ def test_server_rejects_what_it_should(api):
 
 
 def test_bootstrap_needs_argo_cd_and_says_so(api):
-    """scripts/bootstrap.py against the server: without Argo CD's CRDs it stops with a clear message.
+    """`dask-platform bootstrap` against the server: without Argo CD's CRDs it stops with a clear message.
 
     Creating the AppProject/Application themselves is not done here: the Debian-built 1.20 apiserver crashes
     encoding any custom resource (its vendored reflect2 predates Go 1.18's map iteration), so their content is
     validated offline against Argo CD's CRD schemas (tests/test_argocd.py) instead."""
-    from scripts.bootstrap import bootstrap_objects
-    from scripts.common import UserError
-
     ensure_namespace(api, "argocd")
     with pytest.raises(UserError, match=r"no AppProject \(argoproj.io/v1alpha1\) resource: install Argo CD first"):
-        server_side_apply(bootstrap_objects("minikube"), api)
+        server_side_apply(bootstrap_objects(REPO, "minikube"), api)
 
 
 # --- helm lifecycle -------------------------------------------------------------------------------------------
@@ -215,11 +212,8 @@ def release_objects(api, namespace: str, release: str) -> set[str]:
 def test_helm_install_upgrade_rollback_uninstall(api, control_plane: ControlPlane, helm):
     import pyhelm3
 
-    from scripts.layers import load_cluster
-    from scripts.render import build_values
-
     namespace, release = "helm-lifecycle", "lc"
-    user, _ = build_values(load_cluster("aws-example"))  # every component, cluster-autoscaler included
+    user = build_values(REPO, load_cluster(REPO, "aws-example")).user  # every component, cluster-autoscaler too
     user["jupyter"] = {**user.get("jupyter", {}), "persistence": {"enabled": True, "size": "1Gi"}}
     client = pyhelm3.Client(executable=str(helm), kubeconfig=control_plane.kubeconfig)
 
@@ -302,8 +296,8 @@ def rbac_markdown() -> str:
     return "\n".join(lines)
 
 
-def test_readme_shows_the_rbac_table():
-    assert rbac_markdown() in (REPO_ROOT / "README.md").read_text(), "paste tests.test_apiserver.rbac_markdown()"
+def test_docs_show_the_rbac_table():
+    assert rbac_markdown() in (REPO_ROOT / "docs/rbac.md").read_text(), "paste tests.test_apiserver.rbac_markdown()"
 
 
 @pytest.mark.parametrize(

@@ -7,21 +7,17 @@ from pathlib import Path
 
 import pytest
 
+from dask_platform.submit.run import Connection, submit
 from jobs.bigdata.job import BigDataOptions
-from scripts.submit import Connection, submit
+from tests.conftest import REPO
 
 pytestmark = [pytest.mark.dask, pytest.mark.slow]
 
 
 def test_bigdata_learns_partition_by_partition_within_worker_memory(tmp_path: Path):
     opts = BigDataOptions(scale=1, epochs=1, path=str(tmp_path / "data"), out=str(tmp_path / "out"), progress=False)
-    summary = submit(
-        "bigdata",
-        opts,
-        Connection(workers=2, threads_per_worker=1, memory_limit="1GiB"),
-        echo=lambda _: None,
-        environ={},
-    )
+    conn = Connection(workers=2, threads_per_worker=1, memory_limit="1GiB")
+    summary = submit(REPO, "bigdata", opts, conn, lambda _: None, environ={})
     assert summary["partitions"] == 28 and summary["rows"] > 800_000
     assert len(list((tmp_path / "data").rglob("part-*.parquet"))) == 28
     assert summary["holdout_rmspe"] < 0.2

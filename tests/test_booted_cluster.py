@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.common import REPO_ROOT
-from scripts.layers import cluster_names
-from tests.boot import boot
-from tests.daskproc import run_cli
+from tests.conftest import REPO
+from tests.support.boot import boot
+from tests.support.daskproc import run_cli
 
 pytestmark = [pytest.mark.dask, pytest.mark.slow]
 
@@ -29,9 +28,9 @@ def run_job(address: str, tmp: Path) -> dict:
 def summaries(tmp_path_factory) -> dict[str, dict]:
     """The job on the booted cluster of every cluster's rendering (4 clouds)."""
     out = {}
-    for name in cluster_names():
+    for name in REPO.cluster_names():
         tmp = tmp_path_factory.mktemp(name)
-        with boot(REPO_ROOT / "clusters" / name / "rendered", tmp / "pods") as booted:
+        with boot(REPO.rendered_dir(name), tmp / "pods") as booted:
             out[name] = {
                 "summary": run_job(booted.scheduler_address, tmp),
                 "workers": booted.workers,
@@ -51,7 +50,7 @@ def test_minikube_manifests_form_a_working_cluster_that_runs_the_job(summaries):
 def test_jupyters_scheduler_address_connects(tmp_path: Path):
     from distributed import Client
 
-    rendered = REPO_ROOT / "clusters/minikube/rendered"
+    rendered = REPO.rendered_dir("minikube")
     jupyter = yaml.safe_load((rendered / "deployment-dask-jupyter.yaml").read_text())
     env = {e["name"]: e.get("value") for e in jupyter["spec"]["template"]["spec"]["containers"][0]["env"]}
     with (
@@ -157,7 +156,7 @@ def test_network_policies_allow_every_flow_of_a_real_run(tmp_path: Path):
 
     from distributed import Client
 
-    rendered = REPO_ROOT / "clusters/minikube/rendered"
+    rendered = REPO.rendered_dir("minikube")
     objects = [yaml.safe_load(p.read_text()) for p in rendered.glob("*.yaml")]
     policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
     labels = {
@@ -222,10 +221,10 @@ def test_dashboard_link_works_through_jupyter_server_proxy(tmp_path: Path):
     import time
     import urllib.request
 
-    from tests.boot import container_env
-    from tests.daskproc import free_port, wait_for_port
+    from tests.support.boot import container_env
+    from tests.support.daskproc import free_port, wait_for_port
 
-    rendered = REPO_ROOT / "clusters/minikube/rendered"
+    rendered = REPO.rendered_dir("minikube")
     jupyter = yaml.safe_load((rendered / "deployment-dask-jupyter.yaml").read_text())
     container = jupyter["spec"]["template"]["spec"]["containers"][0]
     with boot(rendered, tmp_path / "pods") as booted:

@@ -14,10 +14,12 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from scripts.common import CHART_DIR, REPO_ROOT
-from scripts.crdschema import SchemaToolMissing, is_custom, validate_custom
-from scripts.layers import supported_kubernetes_minors
-from scripts.policy import check_objects
+from dask_platform.clusters import supported_kubernetes_minors
+from dask_platform.crdschema import SchemaToolMissing, is_custom, validate_custom
+from dask_platform.policy import check_objects
+from tests.conftest import REPO
+
+REPO_ROOT, CHART_DIR = REPO.root, REPO.chart
 
 BIN = Path(sys.executable).parent
 WORKFLOWS = sorted((REPO_ROOT / ".github/workflows").glob("*.yml"))
@@ -61,7 +63,7 @@ def test_ci_runs_on_values_and_cluster_changes():
         assert paths is None or {"values/**", "clusters/**"} <= set(paths)
     text = (REPO_ROOT / ".github/workflows/ci.yml").read_text()
     assert "ct lint --config ct.yaml --all" in text and "ct install --config ct.yaml --all" in text
-    assert "scripts/dev test" in text and "scripts/validate.py --base" in text and "GITHUB_STEP_SUMMARY" in text
+    assert "scripts/dev test" in text and "dask-platform validate --base" in text and "GITHUB_STEP_SUMMARY" in text
 
 
 def test_ct_config_finds_the_chart_and_its_scenarios():
@@ -91,12 +93,12 @@ def test_scenario_lints_renders_and_validates(scenario: Path, helm: Path):
     objects = render(helm, scenario)
     assert any(o["kind"] == "Deployment" for o in objects)
     custom = [o for o in objects if is_custom(o)]
-    for minor in supported_kubernetes_minors():
+    for minor in supported_kubernetes_minors(REPO):
         for obj in objects:
             if not is_custom(obj):
                 kubernetes_validate.validate(obj, f"{minor}.0", strict=True)
     try:
-        assert validate_custom(custom) == [[] for _ in custom]
+        assert validate_custom(REPO.crd_dir, custom) == [[] for _ in custom]
     except SchemaToolMissing as exc:
         if os.environ.get("CI"):
             raise

@@ -10,17 +10,20 @@ import pytest
 import yaml
 from nbclient import NotebookClient
 
-from scripts.common import CHART_DIR, REPO_ROOT
-from scripts.versions import DOCKERFILE, ENVIRONMENT_YML, load_environment, read_lock, stale_files
+from dask_platform import generated
+from dask_platform.environment import load_environment, read_lock, version_outputs
+from tests.conftest import REPO
 
-ENV = load_environment()
+REPO_ROOT, CHART_DIR, DOCKERFILE, ENVIRONMENT_YML = REPO.root, REPO.chart, REPO.dockerfile, REPO.conda_environment
+ENV = load_environment(REPO)
 LOCK = read_lock(REPO_ROOT / "requirements/lock.txt")
 IMAGE = read_lock(REPO_ROOT / "requirements/image.txt")
 IMAGE_GPU = read_lock(REPO_ROOT / "requirements/image-gpu.txt")
 
 
 def test_derived_files_are_up_to_date():
-    assert stale_files() == {}, "run python scripts/versions.py sync"
+    stale = [str(o.path) for o in version_outputs(REPO) if generated.diff(o)]
+    assert stale == [], "run dask-platform versions sync"
 
 
 def test_every_direct_pin_is_in_the_locks():

@@ -9,22 +9,24 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 
-from scripts.common import CHART_DIR
-from scripts.layers import cluster_names, load_cluster, supported_kubernetes_minors
-from scripts.render import build_values
+from dask_platform.clusters import load_cluster, supported_kubernetes_minors
+from dask_platform.values import build_values
+from tests.conftest import REPO
+
+CHART_DIR = REPO.chart
 
 pytestmark = pytest.mark.helm
 
-MINORS = supported_kubernetes_minors()
+MINORS = supported_kubernetes_minors(REPO)
 
 
 def test_supported_minors_cover_1_29_to_1_33():
     assert {"1.29", "1.30", "1.31", "1.32", "1.33"} <= set(MINORS)
 
 
-@pytest.mark.parametrize("name", cluster_names())
+@pytest.mark.parametrize("name", REPO.cluster_names())
 def test_helm_lint_strict(name: str, helm: Path, tmp_path: Path):
-    user, _ = build_values(load_cluster(name))
+    user = build_values(REPO, load_cluster(REPO, name)).user
     values = tmp_path / "values.json"
     values.write_text(json.dumps(user))
     proc = subprocess.run(

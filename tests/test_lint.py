@@ -1,4 +1,5 @@
-"""Static checks: ruff on the Python, yamllint on the YAML, architecture rules on imports."""
+"""Static checks: ruff on the Python, yamllint on the YAML, and the architecture rules: jobs/ imports nothing of the
+tooling, nothing edits sys.path, scripts/ holds only thin entry points, functions stay short."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from scripts.common import REPO_ROOT
+from tests.conftest import REPO
+
+REPO_ROOT = REPO.root
 
 BIN = Path(sys.executable).parent
 
@@ -32,8 +35,8 @@ def test_yamllint():
 
 
 def test_jobs_import_nothing_from_the_tooling():
-    """jobs/ runs on the workers: no scripts/, Kubernetes or helm libraries."""
-    forbidden = {"scripts", "kubernetes", "pyhelm3", "kr8s", "click"}
+    """jobs/ runs on the workers: no tooling, Kubernetes or helm libraries."""
+    forbidden = {"dask_platform", "scripts", "kubernetes", "pyhelm3", "kr8s", "click"}
     offenders = []
     for path in (REPO_ROOT / "jobs").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -44,3 +47,47 @@ def test_jobs_import_nothing_from_the_tooling():
                 names = [node.module]
             offenders += [f"{path}: {n}" for n in names if n.split(".")[0] in forbidden]
     assert offenders == []
+
+
+def python_files() -> list[Path]:
+    tracked = run("git", "ls-files", "*.py").stdout.split()
+    return [REPO_ROOT / p for p in tracked if (REPO_ROOT / p).is_file()]
+
+
+def test_nothing_edits_sys_path():
+    """The tooling is an installed package: no module reaches others by editing the import path."""
+    edits = ("sys.path.insert", "sys.path.append", "sys.path[:0]", "site.addsitedir")
+    offenders = [
+        str(path.relative_to(REPO_ROOT))
+        for path in python_files()
+        if path != Path(__file__) and any(e in path.read_text() for e in edits)
+    ]
+    assert offenders == []
+
+
+def test_scripts_are_thin_entry_points():
+    """scripts/*.py only hand over to the dask_platform package."""
+    for path in sorted((REPO_ROOT / "scripts").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        imports = [n for n in tree.body if isinstance(n, ast.ImportFrom)]
+        assert imports and all(n.module.startswith("dask_platform") for n in imports), path
+        assert len([n for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)]) == 0, path
+
+
+# Data generators may be long: one function that lays out a whole synthetic data set reads best in one place.
+LONG_FUNCTIONS_ALLOWED = {"jobs/rossmann/data.py::generate"}
+MAX_FUNCTION_LINES = 60
+
+
+def test_no_function_over_60_lines_outside_tests_and_data_generators():
+    long = []
+    for path in python_files():
+        rel = path.relative_to(REPO_ROOT).as_posix()
+        if rel.startswith("tests/"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES and f"{rel}::{node.name}" not in LONG_FUNCTIONS_ALLOWED:
+                    long.append(f"{rel}::{node.name} ({lines} lines)")
+    assert long == []

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.common import REPO_ROOT
-from tests.daskproc import local_dask
+from tests.conftest import REPO
+from tests.support.daskproc import local_dask
 
 pytestmark = [pytest.mark.dask, pytest.mark.slow]
 
 
 def pre_stop_command() -> list[str]:
-    worker = yaml.safe_load((REPO_ROOT / "clusters/minikube/rendered/deployment-dask-worker-default.yaml").read_text())
+    worker = yaml.safe_load((REPO.rendered_dir("minikube") / "deployment-dask-worker-default.yaml").read_text())
     container = worker["spec"]["template"]["spec"]["containers"][0]
     assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 60
     return container["lifecycle"]["preStop"]["exec"]["command"]

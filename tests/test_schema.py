@@ -2,34 +2,33 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import jsonschema
 import pytest
 import yaml
 
-from scripts.common import REPO_ROOT, UserError
-from scripts.layers import chart_defaults, cluster_names, load_cluster
-from scripts.render import build_values
-from scripts.schema import SOURCE, TARGET, build_schema_json, load_schema
+from dask_platform import generated
+from dask_platform.clusters import load_cluster
+from dask_platform.errors import UserError
+from dask_platform.repo import RepoTree
+from dask_platform.schema import load_schema, schema_outputs
+from dask_platform.values import build_values
+from tests.conftest import REPO
 
 
-def make_tree(tmp_path: Path, cluster: dict, cloud_values: dict | None = None, cloud: str = "minikube") -> Path:
-    """A clusters/ + values/ tree with one cluster "c1"; returns the clusters folder."""
-    shutil.copytree(REPO_ROOT / "values", tmp_path / "values")
+def add_cluster(tree: RepoTree, cluster: dict, cloud_values: dict | None = None, cloud: str = "minikube") -> RepoTree:
+    """``tree`` with one more cluster "c1" (and, optionally, other values for its cloud)."""
     if cloud_values is not None:
-        (tmp_path / "values" / f"{cloud}.yaml").write_text(yaml.safe_dump(cloud_values))
-    folder = tmp_path / "clusters" / "c1"
-    folder.mkdir(parents=True)
+        tree.values_file(cloud).write_text(yaml.safe_dump(cloud_values))
+    path = tree.cluster_file("c1")
+    path.parent.mkdir(parents=True)
     doc = {"cloud": cloud, "namespace": "dask", "kubernetesVersion": "1.32", **cluster}
-    (folder / "cluster.yaml").write_text(yaml.safe_dump(doc))
-    return tmp_path / "clusters"
+    path.write_text(yaml.safe_dump(doc))
+    return tree
 
 
-def effective_for(tmp_path: Path, values: dict, **kw) -> dict:
-    clusters_dir = make_tree(tmp_path, {"values": values}, **kw)
-    return build_values(load_cluster("c1", clusters_dir))[1]
+def effective_for(tree: RepoTree, values: dict, **kw) -> dict:
+    add_cluster(tree, {"values": values}, **kw)
+    return build_values(tree, load_cluster(tree, "c1")).effective
 
 
 # (values under cluster.yaml `values:`, the key path the error must name)
@@ -118,20 +117,20 @@ BAD_VALUES = [
 
 
 @pytest.mark.parametrize(("values", "expected"), BAD_VALUES, ids=[str(i) for i in range(len(BAD_VALUES))])
-def test_bad_values_are_rejected_naming_file_and_key(tmp_path: Path, values: dict, expected: str):
+def test_bad_values_are_rejected_naming_file_and_key(scratch: RepoTree, values: dict, expected: str):
     with pytest.raises(UserError) as info:
-        effective_for(tmp_path, values)
+        effective_for(scratch, values)
     message = str(info.value)
-    assert message.startswith(str(tmp_path / "clusters/c1/cluster.yaml")), message
+    assert message.startswith(str(scratch.cluster_file("c1")) + ": key "), message
     assert expected in message, message
 
 
-def test_error_in_a_cloud_file_is_blamed_on_that_file(tmp_path: Path):
-    cloud = yaml.safe_load((REPO_ROOT / "values/minikube.yaml").read_text())
+def test_error_in_a_cloud_file_is_blamed_on_that_file(scratch: RepoTree):
+    cloud = yaml.safe_load(REPO.values_file("minikube").read_text())
     cloud["dask"]["workerGroups"]["default"]["replicas"] = -2
     with pytest.raises(UserError) as info:
-        effective_for(tmp_path, {}, cloud_values=cloud)
-    assert str(info.value).startswith(str(tmp_path / "values/minikube.yaml"))
+        effective_for(scratch, {}, cloud_values=cloud)
+    assert str(info.value).startswith(str(scratch.values_file("minikube")))
     assert "key dask.workerGroups.default.replicas" in str(info.value)
 
 
@@ -150,61 +149,61 @@ BAD_CLUSTERS = [
 
 
 @pytest.mark.parametrize(("cluster", "expected"), BAD_CLUSTERS)
-def test_bad_cluster_files_are_rejected(tmp_path: Path, cluster: dict, expected: str):
-    clusters_dir = make_tree(tmp_path, cluster)
+def test_bad_cluster_files_are_rejected(scratch: RepoTree, cluster: dict, expected: str):
+    add_cluster(scratch, cluster)
     with pytest.raises(UserError) as info:
-        load_cluster("c1", clusters_dir)
+        load_cluster(scratch, "c1")
     assert expected in str(info.value)
     assert "clusters/c1/cluster.yaml" in str(info.value)
 
 
-def test_missing_namespace_is_named(tmp_path: Path):
-    clusters_dir = make_tree(tmp_path, {})
-    path = clusters_dir / "c1/cluster.yaml"
+def test_missing_namespace_is_named(scratch: RepoTree):
+    path = add_cluster(scratch, {}).cluster_file("c1")
     doc = yaml.safe_load(path.read_text())
     del doc["namespace"]
     path.write_text(yaml.safe_dump(doc))
     with pytest.raises(UserError, match="'namespace' is a required property"):
-        load_cluster("c1", clusters_dir)
+        load_cluster(scratch, "c1")
 
 
-def test_yaml_syntax_error_names_line(tmp_path: Path):
-    clusters_dir = make_tree(tmp_path, {})
-    (clusters_dir / "c1/cluster.yaml").write_text("cloud: aws\nnamespace: [dask\n")
+def test_yaml_syntax_error_names_line(scratch: RepoTree):
+    add_cluster(scratch, {}).cluster_file("c1").write_text("cloud: aws\nnamespace: [dask\n")
     with pytest.raises(UserError, match=r"cluster.yaml: YAML syntax error: line \d+, column \d+"):
-        load_cluster("c1", clusters_dir)
+        load_cluster(scratch, "c1")
 
 
-def test_duplicate_keys_are_an_error(tmp_path: Path):
-    clusters_dir = make_tree(tmp_path, {})
-    (clusters_dir / "c1/cluster.yaml").write_text("cloud: aws\ncloud: gcp\nnamespace: d\nkubernetesVersion: '1.31'\n")
+def test_duplicate_keys_are_an_error(scratch: RepoTree):
+    add_cluster(scratch, {}).cluster_file("c1").write_text(
+        "cloud: aws\ncloud: gcp\nnamespace: d\nkubernetesVersion: '1.31'\n"
+    )
     with pytest.raises(UserError, match="duplicate key 'cloud'"):
-        load_cluster("c1", clusters_dir)
+        load_cluster(scratch, "c1")
 
 
-def test_missing_cloud_values_file(tmp_path: Path):
-    clusters_dir = make_tree(tmp_path, {})
-    (tmp_path / "values/minikube.yaml").unlink()
+def test_missing_cloud_values_file(scratch: RepoTree):
+    add_cluster(scratch, {}).values_file("minikube").unlink()
     with pytest.raises(UserError, match="unknown cloud 'minikube'"):
-        load_cluster("c1", clusters_dir)
+        load_cluster(scratch, "c1")
 
 
-def test_unknown_cluster(tmp_path: Path):
+def test_unknown_cluster(scratch: RepoTree):
     with pytest.raises(UserError, match="no cluster named 'nope'"):
-        load_cluster("nope", make_tree(tmp_path, {}))
+        load_cluster(scratch, "nope")
 
 
-@pytest.mark.parametrize("name", cluster_names())
+@pytest.mark.parametrize("name", REPO.cluster_names())
 def test_every_shipped_cluster_is_valid(name: str):
-    build_values(load_cluster(name))
+    build_values(REPO, load_cluster(REPO, name))
 
 
 def test_chart_defaults_are_valid():
-    jsonschema.Draft7Validator(load_schema()).validate(chart_defaults())
+    jsonschema.Draft7Validator(load_schema(REPO)).validate(REPO.load_mapping(REPO.chart / "values.yaml"))
 
 
 def test_schema_json_is_generated_from_yaml():
-    assert TARGET.read_text() == build_schema_json(SOURCE), "run python scripts/schema.py"
+    [output] = schema_outputs(REPO)
+    assert generated.diff(output) == "", "run dask-platform schema"
+    assert output.text.startswith('{\n  "$comment": "Generated by `dask-platform schema` from values.schema.yaml')
 
 
 def _keys_without_description(schema: dict, path: str = "") -> list[str]:
@@ -222,8 +221,8 @@ def _keys_without_description(schema: dict, path: str = "") -> list[str]:
 
 
 def schema_defs() -> dict:
-    return load_schema()["definitions"]
+    return load_schema(REPO)["definitions"]
 
 
 def test_every_key_is_documented():
-    assert _keys_without_description(load_schema()) == []
+    assert _keys_without_description(load_schema(REPO)) == []

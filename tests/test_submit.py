@@ -1,5 +1,6 @@
-"""scripts/submit.py for real: an embedded LocalCluster, a deployed-style scheduler with two workers started
-as processes (job code uploaded), a worker killed mid-search, an unreachable scheduler, and Ctrl-C."""
+"""`scripts/submit.py` (= `dask-platform submit`) for real: an embedded LocalCluster, a deployed-style scheduler
+with two workers started as processes (job code uploaded), a worker killed mid-search, an unreachable scheduler,
+and Ctrl-C."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from dask_platform.cli import main as cli
+from dask_platform.cli import submit_group
+from dask_platform.errors import UserError
+from dask_platform.submit.run import Connection, doctor_report, submit
+from dask_platform.submit.shipping import ensure_job_code, jobs_fingerprint, remote_fingerprints
 from jobs.rossmann.job import RossmannOptions
-from scripts import submit as submit_cli
-from scripts.common import UserError
-from scripts.connect import ensure_job_code, jobs_fingerprint, remote_fingerprints
-from scripts.submit import Connection, doctor_report, submit
-from tests.daskproc import free_port, local_dask, run_cli
+from tests.conftest import REPO
+from tests.support.daskproc import free_port, local_dask, run_cli
 
 pytestmark = [pytest.mark.dask, pytest.mark.slow]
 
@@ -40,7 +43,7 @@ def quiet(_: str) -> None:
 @pytest.fixture(scope="module")
 def embedded_summary(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("embedded")
-    return submit("rossmann", small_options(tmp), Connection(workers=2, threads_per_worker=1), echo=quiet, environ={})
+    return submit(REPO, "rossmann", small_options(tmp), Connection(workers=2, threads_per_worker=1), quiet, environ={})
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +52,7 @@ def remote_run(tmp_path_factory):
     with local_dask(tmp / "cluster") as cluster:
         lines: list[str] = []
         summary = submit(
-            "rossmann", small_options(tmp), Connection(scheduler=cluster.address), echo=lines.append, environ={}
+            REPO, "rossmann", small_options(tmp), Connection(scheduler=cluster.address), lines.append, environ={}
         )
         yield cluster, summary, lines
 
@@ -88,12 +91,13 @@ def test_uploaded_code_is_found_the_second_time(remote_run):
 
 def test_doctor_compares_this_machine_the_pins_and_the_cluster(remote_run):
     cluster, _, _ = remote_run
-    text, differs = doctor_report(Connection(scheduler=cluster.address), {})
-    assert not differs, text
+    report = doctor_report(REPO, Connection(scheduler=cluster.address), {})
+    text = report.text()
+    assert not report.problems, text
     header = text.splitlines()[0].split()
     assert header == ["package", "pyproject", "pin", "this", "machine", "scheduler", "workers"]
     assert "image the chart deploys: ghcr.io/dask-platform/dask-platform:" in text
-    result = CliRunner().invoke(submit_cli.main, ["--versions"], env={"DASK_SCHEDULER_ADDRESS": cluster.address})
+    result = CliRunner().invoke(cli, ["doctor"], env={"DASK_SCHEDULER_ADDRESS": cluster.address})
     assert result.exit_code == 0, result.output
     assert "scheduler" in result.output.splitlines()[0]
 
@@ -136,14 +140,14 @@ def test_unreachable_scheduler_fails_clearly_within_10_s(tmp_path: Path):
     port = free_port()
     start = time.perf_counter()
     with pytest.raises(UserError, match=rf"could not reach the Dask scheduler at tcp://127.0.0.1:{port} within"):
-        submit("rossmann", small_options(tmp_path), Connection(scheduler=f"127.0.0.1:{port}"), echo=quiet, environ={})
+        submit(REPO, "rossmann", small_options(tmp_path), Connection(scheduler=f"127.0.0.1:{port}"), quiet, environ={})
     assert time.perf_counter() - start < 10
 
 
 def test_cli_unreachable_scheduler_exit_code(tmp_path: Path):
     port = free_port()
     result = CliRunner().invoke(
-        submit_cli.main,
+        submit_group,
         ["rossmann", "--scheduler", f"tcp://127.0.0.1:{port}", "--connect-timeout", "2", "--out", str(tmp_path)],
     )
     assert result.exit_code == 2
@@ -152,10 +156,10 @@ def test_cli_unreachable_scheduler_exit_code(tmp_path: Path):
 
 def test_cli_lists_jobs_and_their_options():
     runner = CliRunner()
-    listed = runner.invoke(submit_cli.main, ["--list"])
+    listed = runner.invoke(submit_group, ["--list"])
     assert listed.exit_code == 0
     assert [line.split()[0] for line in listed.output.splitlines()] == ["bigdata", "rossmann"]
-    helped = runner.invoke(submit_cli.main, ["rossmann", "--help"])
+    helped = runner.invoke(submit_group, ["rossmann", "--help"])
     assert helped.exit_code == 0
     for flag in ("--data", "--search", "--strategy", "--scheduler", "--cluster", "--sample-rows"):
         assert flag in helped.output
@@ -164,7 +168,7 @@ def test_cli_lists_jobs_and_their_options():
 def test_cli_bad_search_file_is_a_clear_error(tmp_path: Path):
     bad = tmp_path / "space.yaml"
     bad.write_text("grid: {mlp__nope: [1]}\n")
-    result = CliRunner().invoke(submit_cli.main, ["rossmann", "--search", str(bad), "--stores", "5"])
+    result = CliRunner().invoke(submit_group, ["rossmann", "--search", str(bad), "--stores", "5"])
     assert result.exit_code == 2
     assert "key grid.mlp__nope" in result.output
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -154,8 +155,6 @@ def worker_memory() -> dict[str, int]:
 
 
 def run(client: Client, opts: BigDataOptions, scheduler_address: str = "", code_shipping: str = "") -> dict:
-    from sklearn.linear_model import SGDRegressor
-
     started = time.perf_counter()
     n_parts = math.ceil(BASE_STORES * opts.scale / STORES_PER_PARTITION)
     folder = str(Path(opts.path).resolve() / f"scale{opts.scale}-seed{opts.seed}")
@@ -167,59 +166,73 @@ def run(client: Client, opts: BigDataOptions, scheduler_address: str = "", code_
             client.map(write_partition, [folder] * n_parts, range(n_parts), [opts.seed] * n_parts, pure=False)
         )
     paths = [s["path"] for s in stats]
-    rows = sum(s["rows"] for s in stats)
-    data_bytes = sum(s["bytes_in_memory"] for s in stats)
-    say(f"bigdata: {rows:,} rows, {data_bytes / 2**30:.2f} GiB in memory")
+    say(f"bigdata: {sum(s['rows'] for s in stats):,} rows, {sum(s['bytes_in_memory'] for s in stats) / 2**30:.2f} GiB")
+    norm = Normalizer.from_moments(client.gather(client.map(partition_moments, paths, pure=False)))
+    t_fit = time.perf_counter()
+    model_f = fit_partition_by_partition(client, paths, norm, opts, say)
+    fit_s = time.perf_counter() - t_fit
+    scores = client.gather(client.map(score_partition, [model_f] * len(paths), paths, [norm] * len(paths), pure=False))
 
-    moments = client.gather(client.map(partition_moments, paths, pure=False))
-    norm = Normalizer.from_moments(moments)
+    timing = {"write_data": eff_write.wall_s, "partial_fit": fit_s, "total": time.perf_counter() - started}
+    summary = build_summary(opts, stats, scores, cluster_memory(client), timing)
+    summary.update(scheduler_address=scheduler_address, code_shipping=code_shipping)
+    run_folder = Path(opts.out) / timestamp()
+    write_run_folder(run_folder, {"summary.json": write_json(summary)})
+    summary["run_folder"] = str(run_folder)
+    return summary
+
+
+def fit_partition_by_partition(
+    client: Client, paths: list[str], norm: Normalizer, opts: BigDataOptions, say: Callable[..., None]
+) -> Any:
+    """SGD by partial_fit, one partition per task in a shuffled order each epoch; returns the model's future."""
+    from sklearn.linear_model import SGDRegressor
 
     model = SGDRegressor(learning_rate="adaptive", eta0=0.01, alpha=1e-5, random_state=opts.seed)
     model_f = client.scatter(model)
     order = np.random.default_rng(opts.seed)
-    t_fit = time.perf_counter()
     for epoch in range(opts.epochs):
         for i in order.permutation(len(paths)):
             model_f = client.submit(partial_fit_partition, model_f, paths[i], norm, opts.seed + epoch, pure=False)
         wait(model_f)
         say(f"bigdata: epoch {epoch + 1}/{opts.epochs} done")
-    fit_s = time.perf_counter() - t_fit
+    return model_f
 
-    scores = client.gather(client.map(score_partition, [model_f] * len(paths), paths, [norm] * len(paths), pure=False))
-    holdout_rows = sum(s[0] for s in scores)
-    rmspe = math.sqrt(sum(s[1] for s in scores) / holdout_rows)
 
+def cluster_memory(client: Client) -> dict[str, dict[str, Any]]:
+    """Per worker: current and peak RSS and its memory limit."""
     memory = client.run(worker_memory)
     info = client.scheduler_info(n_workers=-1).get("workers", {})
-    limits = {w: info.get(w, {}).get("memory_limit") for w in memory}
-    peak = max(m["peak_rss"] for m in memory.values())
-    limit = min((v for v in limits.values() if v), default=None)
-    summary = {
+    return {w: {**m, "memory_limit": info.get(w, {}).get("memory_limit")} for w, m in memory.items()}
+
+
+def build_summary(
+    opts: BigDataOptions,
+    stats: list[dict[str, Any]],
+    scores: list[tuple[int, float]],
+    workers: dict[str, dict[str, Any]],
+    timing: dict[str, float],
+) -> dict[str, Any]:
+    """summary.json of a run: the data's size against the workers' memory, the holdout score, timings."""
+    data_bytes = sum(s["bytes_in_memory"] for s in stats)
+    holdout_rows = sum(s[0] for s in scores)
+    limit = min((w["memory_limit"] for w in workers.values() if w["memory_limit"]), default=None)
+    return {
         "job": "bigdata",
         "scale": opts.scale,
-        "partitions": n_parts,
-        "rows": rows,
+        "partitions": len(stats),
+        "rows": sum(s["rows"] for s in stats),
         "data_bytes_in_memory": data_bytes,
         "worker_memory_limit_bytes": limit,
         "data_exceeds_worker_limit": bool(limit and data_bytes > limit),
-        "peak_worker_rss_bytes": peak,
-        "workers": {w: {**m, "memory_limit": limits[w]} for w, m in memory.items()},
+        "peak_worker_rss_bytes": max(w["peak_rss"] for w in workers.values()),
+        "workers": workers,
         "holdout_rows": holdout_rows,
-        "holdout_rmspe": round(rmspe, 6),
-        "timing_s": {
-            "write_data": round(eff_write.wall_s, 2),
-            "partial_fit": round(fit_s, 2),
-            "total": round(time.perf_counter() - started, 2),
-        },
+        "holdout_rmspe": round(math.sqrt(sum(s[1] for s in scores) / holdout_rows), 6),
+        "timing_s": {k: round(v, 2) for k, v in timing.items()},
         "versions": local_versions(),
-        "scheduler_address": scheduler_address,
-        "code_shipping": code_shipping,
         "options": asdict(opts),
     }
-    run_folder = Path(opts.out) / timestamp()
-    write_run_folder(run_folder, {"summary.json": write_json(summary)})
-    summary["run_folder"] = str(run_folder)
-    return summary
 
 
 def format_table(summary: dict) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -156,49 +156,86 @@ def fit_and_predict(
     return model.predict(X_holdout), time.perf_counter() - start
 
 
-def run(client: Client, opts: RossmannOptions, scheduler_address: str = "", code_shipping: str = "") -> dict:
-    """Run the whole job; returns the summary (also written to the run folder with the other results)."""
-    started = time.perf_counter()
+def effective_space(opts: RossmannOptions) -> SearchSpace:
+    """The search space the options name, with --folds and --sample-rows applied."""
     if opts.strategy not in STRATEGIES:
         raise ValueError(f"--strategy {opts.strategy!r}: expected one of {', '.join(STRATEGIES)}")
     space = load_space(opts.search)
-    if opts.folds:
-        space = SearchSpace(space.name, space.grid, opts.folds, space.sample_rows, space.max_iter, space.n_candidates)
-    if opts.sample_rows:
-        space = SearchSpace(space.name, space.grid, space.folds, opts.sample_rows, space.max_iter, space.n_candidates)
+    return replace(space, folds=opts.folds or space.folds, sample_rows=opts.sample_rows or space.sample_rows)
 
-    train, store, source = load_data(opts)
-    t_data = time.perf_counter()
-    rows = compute_features(client, train, store)
-    t_features = time.perf_counter()
-    fit_rows, holdout = split_holdout(rows)
-    search_rows = sample_rows(fit_rows, space.sample_rows, opts.seed)
 
-    outcome = run_search(client, search_rows, space, opts.strategy, opts.seed, opts.progress)
-    t_search = time.perf_counter()
+@dataclass(frozen=True)
+class Holdout:
+    """The best candidate refit on ``rows`` rows and scored on the holdout, next to the median baseline."""
 
+    rows: int
+    model_rmspe: float
+    baseline_rmspe: float
+    refit_cpu_s: float
+
+
+def refit_and_score(
+    client: Client,
+    fit_rows: pd.DataFrame,
+    holdout: pd.DataFrame,
+    best_params: dict,
+    opts: RossmannOptions,
+    max_iter: int,
+) -> Holdout:
     refit = sample_rows(fit_rows, opts.refit_rows or len(fit_rows), opts.seed)
     X_f, y_f, holdout_f = client.scatter([refit[FEATURES], refit[TARGET].to_numpy(), holdout[FEATURES]])
-    future = client.submit(
-        fit_and_predict, outcome.best_params, opts.seed, space.max_iter, X_f, y_f, holdout_f, pure=False
-    )
+    future = client.submit(fit_and_predict, best_params, opts.seed, max_iter, X_f, y_f, holdout_f, pure=False)
     pred_log, refit_s = future.result()
     model_rmspe = rmspe(holdout["Sales"].to_numpy(), np.expm1(np.clip(pred_log, 0, 20)))
     baseline_rmspe = rmspe(holdout["Sales"].to_numpy(), median_baseline(fit_rows, holdout))
-    t_done = time.perf_counter()
+    return Holdout(len(refit), model_rmspe, baseline_rmspe, refit_s)
 
+
+def run(client: Client, opts: RossmannOptions, scheduler_address: str = "", code_shipping: str = "") -> dict:
+    """Run the whole job; returns the summary (also written to the run folder with the other results)."""
+    clock = {"start": time.perf_counter()}
+    space = effective_space(opts)
+    train, store, source = load_data(opts)
+    clock["data"] = time.perf_counter()
+    rows = compute_features(client, train, store)
+    clock["features"] = time.perf_counter()
+    fit_rows, holdout = split_holdout(rows)
+    search_rows = sample_rows(fit_rows, space.sample_rows, opts.seed)
+    outcome = run_search(client, search_rows, space, opts.strategy, opts.seed, opts.progress)
+    clock["search"] = time.perf_counter()
+    scored = refit_and_score(client, fit_rows, holdout, outcome.best_params, opts, space.max_iter)
+    clock["done"] = time.perf_counter()
+
+    counts = {
+        "train_csv": len(train),
+        "model_rows": len(rows),
+        "fit_rows": len(fit_rows),
+        "holdout_rows": len(holdout),
+        "search_rows": len(search_rows),
+        "refit_rows": scored.rows,
+    }
+    summary = build_summary(opts, space, source, counts, holdout, outcome, scored, clock)
+    summary.update(scheduler_address=scheduler_address, code_shipping=code_shipping)
+    summary["run_folder"] = str(write_results(Path(opts.out) / timestamp(), summary, outcome, scored))
+    return summary
+
+
+def build_summary(
+    opts: RossmannOptions,
+    space: SearchSpace,
+    source: str,
+    counts: dict[str, int],
+    holdout: pd.DataFrame,
+    outcome: SearchOutcome,
+    scored: Holdout,
+    clock: dict[str, float],
+) -> dict[str, Any]:
+    """summary.json of a run: what was searched on what, the winner, its holdout score, timings, versions."""
     eff = outcome.efficiency
-    summary = {
+    return {
         "job": "rossmann",
         "data": source,
-        "rows": {
-            "train_csv": len(train),
-            "model_rows": len(rows),
-            "fit_rows": len(fit_rows),
-            "holdout_rows": len(holdout),
-            "search_rows": len(search_rows),
-            "refit_rows": len(refit),
-        },
+        "rows": counts,
         "holdout": {"first_date": str(holdout["Date"].min().date()), "last_date": str(holdout["Date"].max().date())},
         "search": {
             "space": space.name,
@@ -209,37 +246,37 @@ def run(client: Client, opts: RossmannOptions, scheduler_address: str = "", code
         },
         "best_params": {k: _jsonable(v) for k, v in outcome.best_params.items()},
         "cv_rmspe": round(outcome.best_cv_rmspe, 6),
-        "holdout_rmspe": {"model": round(model_rmspe, 6), "baseline": round(baseline_rmspe, 6)},
+        "holdout_rmspe": {"model": round(scored.model_rmspe, 6), "baseline": round(scored.baseline_rmspe, 6)},
         "n_candidates": outcome.n_candidates,
         "timing_s": {
-            "data": round(t_data - started, 2),
-            "features": round(t_features - t_data, 2),
-            "search": round(t_search - t_features, 2),
-            "refit_and_score": round(t_done - t_search, 2),
-            "total": round(t_done - started, 2),
+            "data": round(clock["data"] - clock["start"], 2),
+            "features": round(clock["features"] - clock["data"], 2),
+            "search": round(clock["search"] - clock["features"], 2),
+            "refit_and_score": round(clock["done"] - clock["search"], 2),
+            "total": round(clock["done"] - clock["start"], 2),
         },
         "search_fit_cpu_s": round(eff.busy_s, 2),
-        "refit_cpu_s": round(refit_s, 2),
+        "refit_cpu_s": round(scored.refit_cpu_s, 2),
         "parallel_efficiency": round(eff.parallel_efficiency, 3),
         "cluster_threads": eff.threads,
         "versions": local_versions(),
-        "scheduler_address": scheduler_address,
-        "code_shipping": code_shipping,
         "options": asdict(opts),
     }
-    folder = Path(opts.out) / timestamp()
+
+
+def write_results(folder: Path, summary: dict[str, Any], outcome: SearchOutcome, scored: Holdout) -> Path:
+    """The run folder, written at once: summary.json, cv_results.csv and search.png."""
     cv_out = outcome.cv_results.drop(columns=["params"]).copy()
     cv_out.insert(0, "cv_rmspe", -cv_out["mean_test_score"])
     write_run_folder(
         folder,
         {
-            "summary.json": write_json(summary),
+            "summary.json": write_json({**summary, "run_folder": str(folder)}),
             "cv_results.csv": lambda p: cv_out.to_csv(p, index=False),
-            "search.png": lambda p: plot_search(cv_out, baseline_rmspe, outcome.best_cv_rmspe, p),
+            "search.png": lambda p: plot_search(cv_out, scored.baseline_rmspe, outcome.best_cv_rmspe, p),
         },
     )
-    summary["run_folder"] = str(folder)
-    return summary
+    return folder
 
 
 def _jsonable(value: Any) -> Any:
@@ -278,7 +315,7 @@ def format_table(summary: dict) -> str:
     """The terminal summary of a run."""
     h = summary["holdout_rmspe"]
     t = summary["timing_s"]
-    gain = 1 - h["model"] / h["baseline"] if h["baseline"] else 0.0
+    comparison = compare_to_baseline(h["model"], h["baseline"])
     lines = [
         ("data", summary["data"]),
         ("rows (model / holdout)", f"{summary['rows']['model_rows']:,} / {summary['rows']['holdout_rows']:,}"),
@@ -290,7 +327,7 @@ def format_table(summary: dict) -> str:
         ("best params", ", ".join(f"{k.split('__')[-1]}={v}" for k, v in summary["best_params"].items())),
         ("CV RMSPE (best)", f"{summary['cv_rmspe']:.4f}"),
         ("holdout RMSPE model", f"{h['model']:.4f}"),
-        ("holdout RMSPE baseline", f"{h['baseline']:.4f}  (model is {gain:+.1%} better)"),
+        ("holdout RMSPE baseline", f"{h['baseline']:.4f}  ({comparison})"),
         ("wall time", f"{t['total']:.1f} s (search {t['search']:.1f} s, refit {t['refit_and_score']:.1f} s)"),
         ("parallel efficiency", f"{summary['parallel_efficiency']:.2f} on {summary['cluster_threads']} threads"),
         ("scheduler", summary["scheduler_address"] or "-"),
@@ -298,3 +335,12 @@ def format_table(summary: dict) -> str:
     ]
     width = max(len(k) for k, _ in lines)
     return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in lines)
+
+
+def compare_to_baseline(model: float, baseline: float) -> str:
+    """How the model's holdout RMSPE compares with the baseline's, in words that stay true either way."""
+    if not baseline:
+        return "no baseline error to compare with"
+    if model <= baseline:
+        return f"model error {1 - model / baseline:.1%} lower than the baseline's"
+    return f"model is worse: error {model / baseline:.1f}x the baseline's"

@@ -1,0 +1,67 @@
+"""Point a cluster's Argo CD at this repository: apply the AppProject and the cluster's Application
+(`dask-platform bootstrap`).
+
+    dask-platform bootstrap minikube --dry-run          # print what would be applied
+    dask-platform bootstrap minikube                    # server-side apply to the current kube context
+    dask-platform bootstrap aws-example --context eks-prod
+
+It applies the committed argocd/appproject.yaml and clusters/<name>/application.yaml, exactly as `dask-platform
+render` wrote them. Argo CD itself must already run in the cluster (its CRDs are checked first). The apply is
+server-side with a fixed field manager, so running it again changes nothing; from then on Argo CD syncs
+clusters/<name>/rendered/.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dask_platform.clusters import load_cluster
+from dask_platform.errors import UserError
+from dask_platform.repo import RepoTree
+
+FIELD_MANAGER = "dask-platform-bootstrap"
+
+
+def bootstrap_objects(tree: RepoTree, name: str) -> list[dict[str, Any]]:
+    """The AppProject (covering every cluster) and this cluster's Application, in apply order."""
+    load_cluster(tree, name)  # a clear error for an unknown or broken cluster
+    return [tree.load_mapping(tree.argocd_dir / "appproject.yaml"), tree.load_mapping(tree.application_file(name))]
+
+
+def server_side_apply(objects: list[dict[str, Any]], api_client: Any, dry_run: bool = False) -> list[str]:
+    """Apply ``objects`` with server-side apply; returns one line per object (kind/name: created|configured)."""
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.dynamic import DynamicClient
+    from kubernetes.dynamic.exceptions import ResourceNotFoundError
+
+    dynamic = DynamicClient(api_client)
+    lines = []
+    for obj in objects:
+        try:
+            resource = dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        except ResourceNotFoundError:
+            raise UserError(
+                f"the cluster has no {obj['kind']} ({obj['apiVersion']}) resource: install Argo CD "
+                "first (its CRDs define it)"
+            ) from None
+        meta = obj["metadata"]
+        try:
+            existing = resource.get(name=meta["name"], namespace=meta.get("namespace"))
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            existing = None
+        kwargs = {"field_manager": FIELD_MANAGER, "force_conflicts": True}
+        if dry_run:
+            kwargs["dry_run"] = "All"
+        try:
+            dynamic.server_side_apply(resource, body=obj, name=meta["name"], namespace=meta.get("namespace"), **kwargs)
+        except ApiException as exc:
+            raise UserError(
+                f"applying {obj['kind']}/{meta['name']} failed: {exc.status} {exc.reason}: {(exc.body or '')[:300]}"
+            ) from None
+        lines.append(
+            f"{obj['kind']}/{meta['name']}: {'configured' if existing else 'created'}"
+            f"{' (server dry run)' if dry_run else ''}"
+        )
+    return lines

@@ -1,0 +1,328 @@
+"""The `dask-platform` command line: thin click commands over the library's functions.
+
+    dask-platform render --all [--check]     clusters/*/rendered/ and the Argo CD manifests
+    dask-platform schema [--check]           the chart's values.schema.json
+    dask-platform versions show|sync|check   what derives from the pins in pyproject.toml
+    dask-platform values set TARGET K=V      one values change, validated, re-rendered
+    dask-platform validate [--base REF]      every check a reviewer and CI run
+    dask-platform plan CLUSTER               how to create the cluster (eksctl, gcloud, az, minikube)
+    dask-platform bootstrap CLUSTER          apply the AppProject and the cluster's Application
+    dask-platform submit JOB [OPTIONS]       run a job (scripts/submit.py is the same group)
+    dask-platform doctor                     versions here, pinned, on a cluster and in the image
+
+Every command takes the repository from ``--repo`` (default: the checkout this package is installed from).
+A UserError prints one line naming the file and key path, and exits 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+
+from dask_platform import generated
+from dask_platform.errors import UserError, display_path, report_user_errors
+from dask_platform.repo import RepoTree
+from dask_platform.submit.access import DEFAULT_CONNECT_TIMEOUT_S
+from dask_platform.submit.run import Connection, doctor_report, submit
+from jobs.registry import JOBS, get_job
+
+
+def tree_of(ctx: click.Context) -> RepoTree:
+    """The repository the command works on: the group's --repo, else this checkout."""
+    return ctx.find_object(RepoTree) or RepoTree.checkout()
+
+
+@click.group()
+@click.option(
+    "--repo",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Repository to work on (default: the checkout this tool is installed from).",
+)
+@click.pass_context
+def main(ctx: click.Context, repo: Path | None) -> None:
+    """dask-platform: render, check and change the platform; run jobs on it."""
+    ctx.obj = RepoTree(repo.resolve()) if repo else RepoTree.checkout()
+
+
+# --- generated files ---------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("clusters", nargs=-1)
+@click.option("--all", "all_clusters", is_flag=True, help="Render every clusters/*/cluster.yaml.")
+@click.option("--check", is_flag=True, help="Render in memory; exit 1 with a diff if committed files differ.")
+@click.pass_context
+@report_user_errors
+def render(ctx: click.Context, clusters: tuple[str, ...], all_clusters: bool, check: bool) -> None:
+    """Render CLUSTERS (folder names under clusters/) and the Argo CD manifests."""
+    from dask_platform.render import render_outputs
+
+    if not clusters and not all_clusters:
+        raise UserError("name at least one cluster, or pass --all")
+    outputs = render_outputs(tree_of(ctx), None if all_clusters else list(clusters))
+    _sync(outputs, check, "render --all")
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Exit 1 with a diff when values.schema.json is stale.")
+@click.pass_context
+@report_user_errors
+def schema(ctx: click.Context, check: bool) -> None:
+    """Write the chart's values.schema.json from its documented values.schema.yaml."""
+    from dask_platform.schema import schema_outputs
+
+    _sync(schema_outputs(tree_of(ctx)), check, "schema")
+
+
+@main.group()
+def versions() -> None:
+    """Show, sync or check what derives from the pins in pyproject.toml."""
+
+
+@versions.command()
+@click.pass_context
+@report_user_errors
+def show(ctx: click.Context) -> None:
+    """Print the derived facts as JSON (image tag, pins)."""
+    from dask_platform.environment import load_environment
+
+    env = load_environment(tree_of(ctx))
+    click.echo(json.dumps({**asdict(env), "image_tag": env.image_tag, "gpu_image_tag": env.gpu_image_tag}, indent=2))
+
+
+@versions.command()
+@click.pass_context
+@report_user_errors
+def sync(ctx: click.Context) -> None:
+    """Rewrite the derived files (then re-render: dask-platform render --all)."""
+    from dask_platform.environment import version_outputs
+
+    _sync(version_outputs(tree_of(ctx)), False, "versions sync")
+
+
+@versions.command()
+@click.pass_context
+@report_user_errors
+def check(ctx: click.Context) -> None:
+    """Exit 1 with a diff when a derived file is stale."""
+    from dask_platform.environment import version_outputs
+
+    _sync(version_outputs(tree_of(ctx)), True, "versions sync")
+
+
+def _sync(outputs: list[generated.AnyOutput], check: bool, command: str) -> None:
+    """Write or check generated files; a stale file under --check exits 1."""
+    echo = (lambda text: click.echo(text, err=True)) if check else click.echo
+    up_to_date = generated.sync(outputs, check, echo, command)
+    if check and not up_to_date:
+        raise SystemExit(1)
+    if up_to_date:
+        click.echo(f"up to date: {len(outputs)} generated files/folders")
+
+
+# --- reviewing and changing values -------------------------------------------------------------------------
+
+
+@main.group()
+def values() -> None:
+    """Edit values files for a pull request."""
+
+
+@values.command("set")
+@click.argument("target")
+@click.argument("assignments", nargs=-1, required=True)
+@click.option("--no-render", is_flag=True, help="Only edit and validate; do not re-render.")
+@click.pass_context
+@report_user_errors
+def values_set(ctx: click.Context, target: str, assignments: tuple[str, ...], no_render: bool) -> None:
+    """Set KEY=VALUE in TARGET (a cloud, else a cluster), validate, and re-render what depends on it."""
+    from dask_platform.render import render_outputs
+    from dask_platform.values_edit import edit_values, parse_assignment
+
+    tree = tree_of(ctx)
+    parsed = [parse_assignment(a) for a in assignments]
+    edit, text = edit_values(tree, target, parsed)
+    generated.atomic_write(edit.file, text)
+    click.echo(f"{display_path(edit.file)}: set {', '.join('.'.join(a.path) for a in parsed)}")
+    if edit.clusters and not no_render:
+        generated.sync(render_outputs(tree, edit.clusters), False, lambda _: None, "render --all")
+        click.echo(f"re-rendered: {', '.join(edit.clusters)} (review with: dask-platform validate --base origin/main)")
+
+
+@main.command()
+@click.option("--base", help="Git ref to summarise object changes against (e.g. origin/main).")
+@click.option("--markdown", is_flag=True, help="Print the report as Markdown (PR comment, job summary).")
+@click.pass_context
+@report_user_errors
+def validate(ctx: click.Context, base: str | None, markdown: bool) -> None:
+    """Validate every cluster; exit 1 when anything is wrong."""
+    from dask_platform.validate import format_report, run_checks
+
+    report = run_checks(tree_of(ctx), base)
+    click.echo(format_report(report, markdown, base))
+    if not report.ok:
+        raise SystemExit(1)
+
+
+# --- clusters --------------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("cluster")
+@click.pass_context
+@report_user_errors
+def plan(ctx: click.Context, cluster: str) -> None:
+    """Print how to create CLUSTER (nothing is run)."""
+    from dask_platform.clusters import load_cluster
+    from dask_platform.provision import build_plan
+
+    click.echo(build_plan(load_cluster(tree_of(ctx), cluster)), nl=False)
+
+
+@main.command()
+@click.argument("cluster")
+@click.option("--dry-run", is_flag=True, help="Print the objects; touch nothing.")
+@click.option("--server-dry-run", is_flag=True, help="Send them to the API server with dryRun=All.")
+@click.option("--context", "kube_context", help="kubeconfig context (default: the current one).")
+@click.pass_context
+@report_user_errors
+def bootstrap(ctx: click.Context, cluster: str, dry_run: bool, server_dry_run: bool, kube_context: str | None) -> None:
+    """Apply CLUSTER's AppProject and Application to the kube context."""
+    import yaml
+
+    from dask_platform.bootstrap import bootstrap_objects, server_side_apply
+
+    objects = bootstrap_objects(tree_of(ctx), cluster)
+    if dry_run:
+        click.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
+        return
+    from kubernetes import config
+
+    try:
+        api_client = config.new_client_from_config(context=kube_context)
+    except Exception as exc:
+        raise UserError(f"no usable kubeconfig: {exc}") from None
+    for line in server_side_apply(objects, api_client, dry_run=server_dry_run):
+        click.echo(line)
+
+
+# --- jobs ------------------------------------------------------------------------------------------------
+
+CONNECTION_OPTIONS = [
+    click.Option(
+        ["--scheduler"],
+        help="Scheduler address tcp://HOST:PORT (default: $DASK_SCHEDULER_ADDRESS, else an embedded cluster).",
+    ),
+    click.Option(["--cluster"], help="A cluster under clusters/: reach its scheduler through a port-forward."),
+    click.Option(["--kube-context"], help="kubeconfig context for --cluster (default: the current one)."),
+    click.Option(["--workers"], type=int, help="Embedded cluster: worker processes (default: one per core)."),
+    click.Option(["--threads-per-worker"], type=int, help="Embedded cluster: threads per worker."),
+    click.Option(["--memory-limit"], default="auto", show_default=True, help="Embedded cluster: per worker."),
+    click.Option(
+        ["--connect-timeout"],
+        type=float,
+        default=DEFAULT_CONNECT_TIMEOUT_S,
+        show_default=True,
+        help="Seconds to wait for the scheduler.",
+    ),
+    click.Option(["--allow-version-mismatch"], is_flag=True, help="Run even if client/cluster versions differ."),
+]
+CONNECTION_FIELDS = {f.name for f in dataclasses.fields(Connection)}
+
+
+def _click_type(annotation: Any) -> tuple[Any, bool]:
+    """(click type, is_flag) of a dataclass field annotation such as ``int | None``."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    base = args[0] if isinstance(annotation, types.UnionType) and args else annotation
+    if base is bool:
+        return bool, True
+    return {int: int, float: float, str: str}.get(base, str), False
+
+
+def job_options(options_class: type) -> list[click.Parameter]:
+    """Click options for a job's options dataclass: one per field, with its help and choices."""
+    hints = typing.get_type_hints(options_class)
+    params: list[click.Parameter] = []
+    for f in dataclasses.fields(options_class):
+        kind, is_flag = _click_type(hints[f.name])
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help")
+        if is_flag:
+            decl = [f"{flag}/--no-{f.name.replace('_', '-')}"]
+            params.append(click.Option(decl, default=f.default, show_default=True, help=help_text))
+            continue
+        choices = f.metadata.get("choices")
+        kind = click.Choice(choices) if choices else kind
+        params.append(
+            click.Option([flag], type=kind, default=f.default, show_default=f.default is not None, help=help_text)
+        )
+    return params
+
+
+def job_command(name: str) -> click.Command:
+    """A click command for a registered job."""
+    job = get_job(name)
+
+    @report_user_errors
+    def callback(**kwargs: Any) -> None:
+        conn = Connection(**{k: v for k, v in kwargs.items() if k in CONNECTION_FIELDS})
+        options = job.options(**{k: v for k, v in kwargs.items() if k not in CONNECTION_FIELDS})
+        try:
+            submit(tree_of(click.get_current_context()), name, options, conn, click.echo)
+        except KeyboardInterrupt:
+            click.echo("interrupted: running tasks cancelled, cluster connection closed", err=True)
+            raise SystemExit(130) from None
+        except (ValueError, FileNotFoundError) as exc:  # the jobs' own input errors (data files, search files)
+            raise UserError(str(exc)) from None
+
+    return click.Command(
+        name, params=job_options(job.options) + CONNECTION_OPTIONS, callback=callback, help=job.summary
+    )
+
+
+class JobGroup(click.Group):
+    """Subcommands are the registered jobs, built when asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(JOBS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return job_command(cmd_name) if cmd_name in JOBS else None
+
+
+@main.group("submit", cls=JobGroup, invoke_without_command=True)
+@click.option("--list", "list_jobs", is_flag=True, help="List the jobs.")
+@click.pass_context
+def submit_group(ctx: click.Context, list_jobs: bool) -> None:
+    """Run an ML job on Dask (embedded cluster, --scheduler, or --cluster)."""
+    if list_jobs:
+        for name in sorted(JOBS):
+            click.echo(f"{name:10s} {get_job(name).summary}")
+    elif ctx.invoked_subcommand is None:
+        click.echo(ctx.get_help())
+
+
+@main.command()
+@click.option("--scheduler", help="Scheduler address to compare with (default: $DASK_SCHEDULER_ADDRESS).")
+@click.option("--cluster", help="A cluster under clusters/ to compare with (port-forward).")
+@click.option("--kube-context", help="kubeconfig context for --cluster.")
+@click.option("--connect-timeout", type=float, default=DEFAULT_CONNECT_TIMEOUT_S, show_default=True)
+@click.pass_context
+@report_user_errors
+def doctor(
+    ctx: click.Context, scheduler: str | None, cluster: str | None, kube_context: str | None, connect_timeout: float
+) -> None:
+    """Versions here, pinned, on the cluster and in the deployed image, side by side; exit 1 if they differ."""
+    conn = Connection(scheduler=scheduler, cluster=cluster, kube_context=kube_context, connect_timeout=connect_timeout)
+    report = doctor_report(tree_of(ctx), conn, os.environ)
+    click.echo(report.text())
+    if report.problems:
+        raise SystemExit(1)

@@ -1,0 +1,113 @@
+"""Render each cluster's manifests from the chart, its cloud's values and its cluster.yaml (helm via pyhelm3).
+
+The output of a cluster is clusters/<name>/rendered/, one file per object, replaced as a whole; the Argo CD
+manifests that derive from every cluster's render come from ``dask_platform.argocd``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dask_platform.clusters import Cluster, load_clusters
+from dask_platform.errors import UserError
+from dask_platform.generated import AnyOutput, FolderOutput, header
+from dask_platform.helmbin import find_helm
+from dask_platform.repo import RepoTree
+from dask_platform.values import ClusterValues, build_values
+
+COMMAND = "render"
+
+
+class HelmError(UserError):
+    """helm itself refused to render the chart (a template error), as opposed to values that break the schema."""
+
+
+@dataclass(frozen=True)
+class RenderedCluster:
+    """One cluster rendered: its values, its objects, and the files they are written as (name -> text)."""
+
+    cluster: Cluster
+    values: ClusterValues
+    objects: list[dict[str, Any]]
+    output: FolderOutput
+
+    @property
+    def files(self) -> dict[str, str]:
+        return self.output.files
+
+
+async def template_objects(
+    helm: Path, chart_dir: Path, release: str, namespace: str, values: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Render the chart with helm (through pyhelm3) and return its objects, CRDs included."""
+    import pyhelm3
+    import pyhelm3.errors
+
+    client = pyhelm3.Client(executable=str(helm))
+    try:
+        chart = await client.get_chart(chart_dir)
+        resources = await client.template_resources(chart, release, values, namespace=namespace, include_crds=True)
+        return [r for r in resources if r]
+    except pyhelm3.errors.Error as exc:
+        message = " ".join(str(exc).split())
+        raise HelmError(f"helm template failed: {message}", file=chart_dir) from None
+
+
+def object_filename(obj: dict[str, Any]) -> str:
+    """A stable file name for an object: <kind>-<name>.yaml, lower case."""
+    return f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+
+
+def manifest_files(cluster: Cluster, objects: Iterable[dict[str, Any]]) -> dict[str, str]:
+    """One YAML file per object, each with the generated-file header, sorted by file name."""
+    # Paths as the repository lays them out, whichever folder the tree is in (a scratch copy renders the same).
+    sources = f"charts/dask-platform, values/{cluster.cloud}.yaml and clusters/{cluster.name}/cluster.yaml"
+    top = header(COMMAND, sources)
+    files: dict[str, str] = {}
+    for obj in objects:
+        name = object_filename(obj)
+        if name in files:
+            raise UserError(f"two objects render to the same file {name}", file=cluster.path.parent / "rendered")
+        files[name] = top + yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, width=120)
+    return dict(sorted(files.items()))
+
+
+def render_clusters(tree: RepoTree, names: list[str] | None = None, helm: Path | None = None) -> list[RenderedCluster]:
+    """Render the named clusters (default: all). Every cluster's values are checked first, so bad input fails
+    before any helm process starts; then helm renders them concurrently (separate processes)."""
+    clusters = load_clusters(tree, names)
+    values = [build_values(tree, c) for c in clusters]
+    helm = helm or find_helm()
+
+    async def _all() -> list[Any]:
+        jobs = [
+            template_objects(helm, tree.chart, c.release, c.namespace, v.user)
+            for c, v in zip(clusters, values, strict=True)
+        ]
+        return await asyncio.gather(*jobs, return_exceptions=True)
+
+    results = asyncio.run(_all())
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [
+        RenderedCluster(c, v, objects, FolderOutput(tree.rendered_dir(c.name), manifest_files(c, objects)))
+        for c, v, objects in zip(clusters, values, results, strict=True)
+    ]
+
+
+def render_outputs(tree: RepoTree, names: list[str] | None = None, helm: Path | None = None) -> list[AnyOutput]:
+    """What `dask-platform render` writes: the rendered/ folders of ``names`` (default: every cluster) and the
+    Argo CD manifests, which derive from every cluster's render."""
+    from dask_platform.argocd import argocd_outputs
+
+    everything = render_clusters(tree, sorted(set(tree.cluster_names()) | set(names or [])), helm)
+    chosen = [r for r in everything if names is None or r.cluster.name in names]
+    objects = [o for r in everything for o in r.objects]
+    return [r.output for r in chosen] + argocd_outputs(tree, [r.cluster for r in everything], objects)

@@ -1,0 +1,154 @@
+"""Run a job of jobs/ on Dask where the user says: an embedded LocalCluster by default, a scheduler address, or
+a deployed cluster through a port-forward; and the versions report (`dask-platform doctor`)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dask_platform.environment import load_environment
+from dask_platform.errors import VersionMismatch
+from dask_platform.repo import RepoTree
+from dask_platform.submit.access import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    connect,
+    embedded_cluster,
+    port_forward,
+    scheduler_service,
+)
+from dask_platform.submit.compat import COMPARED, version_table
+from dask_platform.submit.shipping import ensure_job_code
+from dask_platform.submit.target import RunTarget, resolve_run_target
+from jobs.registry import get_job
+from jobs.runtime import VERSIONED_PACKAGES, local_versions
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach (or start) the Dask cluster: the options every job shares."""
+
+    scheduler: str | None = None
+    cluster: str | None = None
+    kube_context: str | None = None
+    workers: int | None = None
+    threads_per_worker: int | None = None
+    memory_limit: str = "auto"
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
+    allow_version_mismatch: bool = False
+
+
+def submit(
+    tree: RepoTree,
+    job_name: str,
+    options: Any,
+    conn: Connection,
+    echo: Callable[[str], None],
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run one job where ``conn`` says; returns its summary. Raises UserError for anything the user can fix."""
+    job = get_job(job_name)
+    target = resolve_run_target(conn.scheduler, conn.cluster, os.environ if environ is None else environ)
+    with contextlib.ExitStack() as stack:
+        address = start_or_reach(tree, target, conn, stack, echo)
+        client = connect(address, conn.connect_timeout)
+        stack.callback(client.close)
+        if target.kind == "embedded":
+            shipping = "embedded cluster: workers share this Python environment"
+        else:
+            check_versions(client, conn.allow_version_mismatch, echo)
+            shipping = ensure_job_code(client)
+            echo(f"code: {shipping}")
+        echo(f"running {job_name} on {address} ({target.source})")
+        summary = job.run(client, options, scheduler_address=address, code_shipping=shipping)
+    echo(job.format(summary))
+    return summary
+
+
+def check_versions(client: Any, allow_mismatch: bool, echo: Callable[[str], None]) -> None:
+    """Stop (exit 3, with the table) when client and cluster cannot exchange pickles; warn on minor differences."""
+    report = version_table(client.get_versions(packages=list(VERSIONED_PACKAGES)))
+    if report.critical and not allow_mismatch:
+        raise VersionMismatch(
+            f"client and cluster versions differ in {', '.join(report.critical)}; pickled tasks would "
+            f"fail. Use the platform image's environment (requirements/lock.txt), or pass "
+            f"--allow-version-mismatch to try anyway:\n{report.table()}"
+        )
+    if report.critical or report.minor:
+        echo(f"warning: versions differ in {', '.join(report.critical + report.minor)}:\n{report.table()}")
+
+
+def start_or_reach(
+    tree: RepoTree, target: RunTarget, conn: Connection, stack: contextlib.ExitStack, echo: Callable[[str], None]
+) -> str:
+    """The scheduler address for ``target``: an embedded cluster started (and closed by ``stack``), a
+    port-forward opened, or the address as given."""
+    if target.kind == "embedded":
+        cluster = stack.enter_context(embedded_cluster(conn.workers, conn.threads_per_worker, conn.memory_limit))
+        workers = cluster.scheduler_info.get("workers", {})
+        threads = sum(w.get("nthreads", 0) for w in workers.values())
+        echo(f"embedded Dask cluster: {len(workers)} workers, {threads} threads; dashboard {cluster.dashboard_link}")
+        return cluster.scheduler_address
+    if target.kind == "cluster":
+        ref = scheduler_service(tree, target.cluster)
+        address = stack.enter_context(port_forward(ref, conn.kube_context))
+        echo(f"port-forward {address} -> {ref.namespace}/svc/{ref.name}:{ref.port}")
+        return address
+    return target.address
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    """Versions side by side: package, pyproject pin, this machine, then scheduler and workers when compared."""
+
+    header: list[str]
+    rows: list[list[str]]
+    image: str
+    cluster_named: bool
+    problems: list[str]
+
+    def text(self) -> str:
+        widths = [max(len(r[i]) for r in [self.header, *self.rows]) for i in range(len(self.header))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in [self.header, *self.rows]]
+        lines += ["", f"image the chart deploys: {self.image}"]
+        if not self.cluster_named:
+            lines.append("cluster: none named (--scheduler, --cluster or DASK_SCHEDULER_ADDRESS to compare one)")
+        lines += [f"differs: {p}" for p in self.problems] or ["no differences"]
+        return "\n".join(lines)
+
+
+def cluster_versions(tree: RepoTree, target: RunTarget, conn: Connection) -> dict[str, Any]:
+    """``Client.get_versions`` of the cluster ``target`` names ({} for an embedded cluster: nothing to compare)."""
+    if target.kind == "embedded":
+        return {}
+    with contextlib.ExitStack() as stack:
+        address = start_or_reach(tree, target, conn, stack, lambda _: None)
+        client = connect(address, conn.connect_timeout)
+        stack.callback(client.close)
+        return client.get_versions(packages=list(VERSIONED_PACKAGES))
+
+
+def doctor_report(tree: RepoTree, conn: Connection, environ: Mapping[str, str]) -> DoctorReport:
+    """Local versions, the pins of pyproject.toml, the cluster's (when one is named and reachable) and the image
+    tag the chart deploys, side by side."""
+    env = load_environment(tree)
+    local = local_versions()
+    target = resolve_run_target(conn.scheduler, conn.cluster, environ)
+    remote = cluster_versions(tree, target, conn)
+    report = version_table(remote) if remote else None
+    remote_rows = {r[0]: r for r in report.rows} if report is not None else {}
+    header = ["package", "pyproject pin", "this machine"] + (["scheduler", "workers"] if report else [])
+    rows, problems = [], []
+    for name in COMPARED:
+        pin = env.python if name == "python" else env.pins.get(name, "-")
+        mine = local.get(name, "-")
+        remote_cells = list(remote_rows.get(name, (name, "-", "-", "-"))[2:]) if report else []
+        rows.append([name, pin, mine, *remote_cells])
+        if pin != "-" and not mine.startswith(pin):
+            problems.append(f"{name}: this machine has {mine}, pyproject.toml pins {pin}")
+    if report is not None:
+        problems += [f"{n}: client and cluster differ" for n in report.critical + report.minor]
+    image = f"{env.image_repository}:{env.image_tag} (GPU: {env.gpu_image_tag})"
+    return DoctorReport(header, rows, image, target.kind != "embedded", problems)

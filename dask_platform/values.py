@@ -1,0 +1,157 @@
+"""Values layers of a cluster and helm's rules for merging them.
+
+The effective values of a cluster are, in order of precedence (last wins):
+
+    chart values.yaml  <-  values/<cloud>.yaml  <-  settings from cluster.yaml  <-  cluster.yaml `values:`
+
+Helm's rules: maps merge key by key, lists and scalars replace, and a null deletes the key (including the chart
+default). ``merge_layers`` combines the user layers the way ``helm -f a.yaml -f b.yaml`` does (nulls kept as
+deletion markers), and ``coalesce`` applies them over the chart defaults as helm does before rendering.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dask_platform.clusters import Cluster, explain, schema_errors
+from dask_platform.errors import UserError, key_path_str
+from dask_platform.repo import RepoTree
+from dask_platform.schema import load_schema
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One source of values: the file it came from, where in that file the values start, and what it sets."""
+
+    file: Path
+    values: dict[str, Any]
+    prefix: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ClusterValues:
+    """What helm gets for a cluster (``user``: the merged layers) and what its templates see (``effective``)."""
+
+    user: dict[str, Any]
+    effective: dict[str, Any]
+
+
+# --- helm's merge rules -------------------------------------------------------------------------------------
+
+
+def merge_layers(*layers: dict[str, Any]) -> dict[str, Any]:
+    """Merge user value layers as ``helm -f a -f b`` does: maps merge, anything else replaces; nulls stay
+    (they delete chart defaults later, in ``coalesce``)."""
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged = _merge_two(merged, layer)
+    return merged
+
+
+def _merge_two(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge_two(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def coalesce(defaults: dict[str, Any], user: dict[str, Any]) -> dict[str, Any]:
+    """The values a template sees: ``user`` over ``defaults``; a null in ``user`` deletes the default key.
+
+    As in helm, a null for a key the defaults do not have stays a null."""
+    out = copy.deepcopy(user)
+    _coalesce_into(out, defaults)
+    return out
+
+
+def _coalesce_into(dst: dict[str, Any], defaults: dict[str, Any]) -> None:
+    for key, default in defaults.items():
+        if key not in dst:
+            dst[key] = copy.deepcopy(default)
+        elif dst[key] is None:
+            del dst[key]
+        elif isinstance(dst[key], dict) and isinstance(default, dict):
+            _coalesce_into(dst[key], default)
+
+
+# --- a cluster's layers ---------------------------------------------------------------------------------------
+
+
+def cluster_layers(tree: RepoTree, cluster: Cluster) -> list[Layer]:
+    """The user layers of a cluster, lowest precedence first."""
+    cloud_file = tree.values_file(cluster.cloud)
+    derived = {"global": {"clusterName": cluster.name, "kubernetesVersion": cluster.kubernetes_version}}
+    return [
+        Layer(cloud_file, tree.load_mapping(cloud_file)),
+        Layer(cluster.path, derived),
+        Layer(cluster.path, cluster.overrides, prefix=("values",)),
+    ]
+
+
+def build_values(tree: RepoTree, cluster: Cluster) -> ClusterValues:
+    """The values of a cluster, checked against the chart's schema (errors name the file that set the key)."""
+    layers = cluster_layers(tree, cluster)
+    user = merge_layers(*(layer.values for layer in layers))
+    effective = coalesce(tree.load_mapping(tree.chart / "values.yaml"), user)
+    validate_values(effective, layers, load_schema(tree), tree.chart / "values.yaml")
+    return ClusterValues(user, effective)
+
+
+def _get_path(values: Any, path: list[Any]) -> bool:
+    for part in path:
+        if (isinstance(values, dict) and part in values) or (
+            isinstance(values, list) and isinstance(part, int) and part < len(values)
+        ):
+            values = values[part]
+        else:
+            return False
+    return True
+
+
+def blame(path: list[Any], layers: list[Layer], defaults_file: Path) -> tuple[Path, list[Any]]:
+    """Which file set the value at ``path`` last (the file a user must fix), and the key path in that file."""
+    for depth in range(len(path), 0, -1):
+        for layer in reversed(layers):
+            if _get_path(layer.values, path[:depth]):
+                return layer.file, [*layer.prefix, *path]
+    return defaults_file, path
+
+
+def validate_values(
+    effective: dict[str, Any], layers: list[Layer], schema: dict[str, Any], defaults_file: Path
+) -> None:
+    """Check the effective values against the chart's schema; the first error names its file and key path."""
+    errors = schema_errors(effective, schema)
+    if not errors:
+        check_semantics(effective, layers, defaults_file)
+        return
+    # The most specific error first: jsonschema reports "if/then" failures at the parent, the cause deeper.
+    err = max(errors, key=lambda e: len(e.absolute_path))
+    for candidate in errors:
+        if candidate.context:
+            deepest = max(candidate.context, key=lambda e: len(e.absolute_path))
+            if len(deepest.absolute_path) >= len(err.absolute_path):
+                err = deepest
+    path, message = explain(err)
+    file, path = blame(path, layers, defaults_file)
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    raise UserError(f"{message}{more}", file=file, key_path=key_path_str(path))
+
+
+def check_semantics(effective: dict[str, Any], layers: list[Layer], defaults_file: Path) -> None:
+    """Rules a JSON schema cannot express (comparisons between keys), with the same file/key-path errors."""
+    for name, group in (effective.get("dask", {}).get("workerGroups") or {}).items():
+        scaling = (group or {}).get("autoscaling") or {}
+        low, high = scaling.get("minReplicas"), scaling.get("maxReplicas")
+        if low is not None and high is not None and low > high:
+            path = ["dask", "workerGroups", name, "autoscaling", "minReplicas"]
+            file, path = blame(path, layers, defaults_file)
+            raise UserError(
+                f"minReplicas {low} is greater than maxReplicas {high}", file=file, key_path=key_path_str(path)
+            )
