@@ -1,7 +1,7 @@
 """Change a value the way a values pull request should: one line in the right file, validated, re-rendered.
 
     dask-platform values set aws dask.workerGroups.default.replicas=6
-    dask-platform values set aws-example 'serviceAccounts.dask.annotations.eks\\.amazonaws\\.com/role-arn=arn:...'
+    dask-platform values set aws-example 'dask.serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:...'
     dask-platform values set minikube jupyter.enabled=false --no-render
 
 The target is a cloud (edits values/<cloud>.yaml) or a cluster (edits the ``values:`` of clusters/<name>/cluster.yaml).

@@ -50,7 +50,7 @@ def test_jobs_import_nothing_from_the_tooling():
 
 
 def python_files() -> list[Path]:
-    tracked = run("git", "ls-files", "*.py").stdout.split()
+    tracked = run("git", "ls-files", "--cached", "--others", "--exclude-standard", "*.py").stdout.split()
     return [REPO_ROOT / p for p in tracked if (REPO_ROOT / p).is_file()]
 
 

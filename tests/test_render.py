@@ -63,10 +63,10 @@ def test_one_example_cluster_per_cloud(clouds_by_cluster):
 def test_aws_service_accounts_carry_the_irsa_role_arns(rendered):
     cluster = load_cluster(REPO, "aws-example")
     sas = objects_of(rendered["aws-example"], "ServiceAccount")
-    want = cluster.overrides["serviceAccounts"]
+    want = cluster.overrides["dask"]["serviceAccount"]
     assert (
         sas["dask-dask"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
-        == want["dask"]["annotations"]["eks.amazonaws.com/role-arn"]
+        == want["annotations"]["eks.amazonaws.com/role-arn"]
     )
     assert sas["dask-cluster-autoscaler"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(
         "role/aws-example-cluster-autoscaler"

@@ -79,10 +79,10 @@ BAD_VALUES = [
         {"cluster-autoscaler": {"image": {"tagByKubernetesMinor": {"1.31": "latest"}}}},
         "values.cluster-autoscaler.image.tagByKubernetesMinor.1.31",
     ),
-    ({"serviceAccounts": {"dask": {"annotations": {"a": 1}}}}, "values.serviceAccounts.dask.annotations.a"),
+    ({"dask": {"serviceAccount": {"annotations": {"a": 1}}}}, "values.dask.serviceAccount.annotations.a"),
     ({"global": {"podLabels": ["a"]}}, "values.global.podLabels"),
     ({"global": {"securityContext": {"runAsUser": 0}}}, "values.global.securityContext.runAsUser"),
-    ({"serviceAccounts": {"scheduler": {}}}, "key values.serviceAccounts.scheduler: unknown key"),
+    ({"jupyter": {"serviceAccount": {"name": "x"}}}, "key values.jupyter.serviceAccount.name: unknown key"),
     ({"dask": {"workerGroups": {"default": None}}}, "values.dask.workerGroups"),
     ({"global": {"imagePullSecrets": [""]}}, "values.global.imagePullSecrets[0]"),
     (
@@ -110,7 +110,7 @@ BAD_VALUES = [
         {"dask": {"workerGroups": {"default": {"imageTagSuffix": "-cuda"}}}},
         "values.dask.workerGroups.default.imageTagSuffix",
     ),
-    ({"networkPolicy": {"apiServerPorts": [0]}}, "values.networkPolicy.apiServerPorts[0]"),
+    ({"global": {"networkPolicy": {"apiServerPorts": [0]}}}, "values.global.networkPolicy.apiServerPorts[0]"),
     ({"dask": {"retire": {"gracePeriodSeconds": 5}}}, "values.dask.retire.gracePeriodSeconds"),
     ({"dask": {"scheduler": {"resources": {"requests": {"cpu": None}}}}}, "values.dask.scheduler.resources.requests"),
 ]

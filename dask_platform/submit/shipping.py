@@ -84,13 +84,13 @@ def remote_fingerprints(client: Any) -> dict[str, str]:
     return out
 
 
-def ensure_job_code(client: Any, local: str | None = None) -> str:
+def ensure_job_code(client: Any) -> str:
     """Make the jobs package importable on the scheduler and every worker; returns what was done.
 
     Same fingerprint everywhere: the code is already there (the image, or a shared environment). Otherwise
     the package is zipped and sent with ``Client.upload_file`` (scheduler and workers), then checked again.
     """
-    local = local or jobs_fingerprint()
+    local = jobs_fingerprint()
     remote = remote_fingerprints(client)
     if all(fp == local for fp in remote.values()):
         return f"jobs {local}: already importable on the scheduler and {len(remote) - 1} workers"

@@ -1,4 +1,4 @@
-"""A scratch copy of the repository: every file git tracks, as a fresh git repository with one commit, plus a
+"""A scratch copy of the repository: every file git tracks (or would), as a fresh git repository with one commit, plus a
 link to the installed CRD-schema packages. Tests change it freely; the tooling reads it through a RepoTree."""
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ CHECKOUT = RepoTree.checkout()
 
 
 def tracked_files(root: Path) -> list[str]:
-    out = subprocess.run(["git", "-C", str(root), "ls-files", "-z"], capture_output=True, check=True).stdout
+    """Files git tracks, and new ones it does not ignore: the working tree as a commit would take it."""
+    command = ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    out = subprocess.run(command, capture_output=True, check=True).stdout
     return [p for p in out.decode().split("\0") if p]
 
 

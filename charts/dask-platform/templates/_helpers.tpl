@@ -58,12 +58,34 @@ Args: root, component.
 {{- end }}
 
 {{- /*
-dp.serviceAccountName: the ServiceAccount of an identity key of .Values.serviceAccounts
-(dask, jupyter, clusterAutoscaler), created by templates/platform/serviceaccount.yaml.
+dp.serviceAccountName: the ServiceAccount of an identity (key dask, jupyter or clusterAutoscaler), created by
+that component's templates/serviceaccount.yaml through dp.serviceAccount.
 Args: root, key.
 */ -}}
 {{- define "dp.serviceAccountName" -}}
 {{- printf "%s-%s" (include "dp.fullname" .root) (.key | kebabcase) | trunc 63 | trimSuffix "-" -}}
+{{- end }}
+
+{{- /*
+dp.serviceAccount: a component's ServiceAccount. Cloud identity (EKS IRSA, GKE Workload Identity, Azure Workload
+Identity) is only annotations, set per cloud or per cluster in <component>.serviceAccount.annotations. The API
+token is mounted only for components that call the Kubernetes API.
+Args: root, key (dask, jupyter, clusterAutoscaler), annotations, automountToken.
+*/ -}}
+{{- define "dp.serviceAccount" -}}
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {{ include "dp.serviceAccountName" . }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "dp.labels" (dict "root" .root "component" (.key | kebabcase)) | nindent 4 }}
+  annotations:
+    {{- include "dp.setupWave" .root | nindent 4 }}
+    {{- with .annotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+automountServiceAccountToken: {{ .automountToken }}
 {{- end }}
 
 {{- /*
@@ -162,11 +184,47 @@ argocd.argoproj.io/sync-wave: "-1"
 
 {{- /*
 dp.priorityClassName: the PriorityClass of a component ("scheduler" or "worker") when the chart creates them
-(priorityClasses.create), so the scheduler preempts workers and is never the pod left Pending.
+(global.priorityClasses.create), so the scheduler preempts workers and is never the pod left Pending.
 Args: root, component.
 */ -}}
 {{- define "dp.priorityClassName" -}}
 {{- printf "%s-%s-%s" .root.Release.Namespace (include "dp.fullname" .root) .component | trunc 63 | trimSuffix "-" -}}
+{{- end }}
+
+{{- /*
+dp.priorityClass: the PriorityClass of a component ("scheduler" or "worker"), with its value from
+global.priorityClasses. Only the scheduler may preempt: a worker waits for room instead.
+Args: root, component.
+*/ -}}
+{{- define "dp.priorityClass" -}}
+{{- $root := .root }}
+apiVersion: scheduling.k8s.io/v1
+kind: PriorityClass
+metadata:
+  name: {{ include "dp.priorityClassName" . }}
+  labels:
+    {{- include "dp.labels" . | nindent 4 }}
+  annotations:
+    {{- include "dp.setupWave" $root | nindent 4 }}
+value: {{ index $root.Values.global.priorityClasses .component }}
+globalDefault: false
+preemptionPolicy: {{ eq .component "scheduler" | ternary "PreemptLowerPriority" "Never" }}
+description: {{ printf "dask-platform %s of release %s in %s" .component $root.Release.Name $root.Release.Namespace | quote }}
+{{- end }}
+
+{{- /*
+dp.peerLabels: the pod labels that NetworkPolicies select a peer by: "scheduler", "workers" (every worker group),
+"jupyter" or "cluster-autoscaler", within this release.
+Args: root, peer.
+*/ -}}
+{{- define "dp.peerLabels" -}}
+{{- if eq .peer "workers" -}}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+dask-platform/role: worker
+{{- else -}}
+app.kubernetes.io/component: {{ .peer }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+{{- end }}
 {{- end }}
 
 {{- /*
