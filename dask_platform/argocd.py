@@ -158,7 +158,7 @@ SOURCES = "pyproject.toml [tool.dask-platform.argocd] and clusters/"
 
 
 def dump(obj: dict[str, Any]) -> str:
-    return header("render", SOURCES) + yaml.safe_dump(obj, sort_keys=False, width=120)
+    return header("render --all", SOURCES) + yaml.safe_dump(obj, sort_keys=False, width=120)
 
 
 def argocd_outputs(tree: RepoTree, clusters: list[Cluster], objects: Iterable[dict[str, Any]]) -> list[Output]:

@@ -65,3 +65,34 @@ def server_side_apply(objects: list[dict[str, Any]], api_client: Any, dry_run: b
             f"{' (server dry run)' if dry_run else ''}"
         )
     return lines
+
+
+def ensure_jupyter_token(api_client: Any, namespace: str, name: str, key: str) -> str | None:
+    """Create JupyterLab's login-token Secret when it is missing (the namespace too) and return the new token,
+    to be shown once; None when the Secret already exists (its token is never read back). The chart only
+    references this Secret: a token rendered into a manifest would sit in git and change on every render."""
+    import secrets
+
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(api_client)
+    try:
+        core.read_namespaced_secret(name, namespace)
+        return None
+    except ApiException as exc:
+        if exc.status != 404:
+            raise UserError(f"reading Secret {namespace}/{name} failed: {exc.status} {exc.reason}") from None
+    try:
+        core.create_namespace({"metadata": {"name": namespace}})
+    except ApiException as exc:
+        if exc.status != 409:
+            raise UserError(f"creating namespace {namespace} failed: {exc.status} {exc.reason}") from None
+    token = secrets.token_hex(24)
+    body = {
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "dask-platform"}},
+        "type": "Opaque",
+        "stringData": {key: token},
+    }
+    core.create_namespaced_secret(namespace, body)
+    return token

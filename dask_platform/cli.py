@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import types
 import typing
+from concurrent.futures import CancelledError
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -30,8 +32,7 @@ import click
 from dask_platform import generated
 from dask_platform.errors import UserError, display_path, report_user_errors
 from dask_platform.repo import RepoTree
-from dask_platform.submit.access import DEFAULT_CONNECT_TIMEOUT_S
-from dask_platform.submit.run import Connection, doctor_report, submit
+from dask_platform.submit.target import DEFAULT_CONNECT_TIMEOUT_S, Connection
 from jobs.registry import JOBS, get_job
 
 
@@ -150,10 +151,12 @@ def values_set(ctx: click.Context, target: str, assignments: tuple[str, ...], no
     tree = tree_of(ctx)
     parsed = [parse_assignment(a) for a in assignments]
     edit, text = edit_values(tree, target, parsed)
+    # Render from the edited text before writing anything: a render that fails leaves every file as it was.
+    outputs = render_outputs(tree.with_text(edit.file, text), edit.clusters) if edit.clusters and not no_render else []
     generated.atomic_write(edit.file, text)
     click.echo(f"{display_path(edit.file)}: set {', '.join('.'.join(a.path) for a in parsed)}")
-    if edit.clusters and not no_render:
-        generated.sync(render_outputs(tree, edit.clusters), False, lambda _: None, "render --all")
+    if outputs:
+        generated.sync(outputs, False, lambda _: None, "render --all")
         click.echo(f"re-rendered: {', '.join(edit.clusters)} (review with: dask-platform validate --base origin/main)")
 
 
@@ -195,23 +198,106 @@ def plan(ctx: click.Context, cluster: str) -> None:
 @click.pass_context
 @report_user_errors
 def bootstrap(ctx: click.Context, cluster: str, dry_run: bool, server_dry_run: bool, kube_context: str | None) -> None:
-    """Apply CLUSTER's AppProject and Application to the kube context."""
+    """Create Jupyter's token Secret (once), then apply CLUSTER's AppProject and Application."""
     import yaml
 
-    from dask_platform.bootstrap import bootstrap_objects, server_side_apply
+    from dask_platform.bootstrap import bootstrap_objects, ensure_jupyter_token, server_side_apply
 
-    objects = bootstrap_objects(tree_of(ctx), cluster)
+    tree = tree_of(ctx)
+    objects = bootstrap_objects(tree, cluster)
     if dry_run:
         click.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
         return
+    api_client = kube_api(kube_context)
+    if not server_dry_run:
+        namespace, name, key = token_secret_of(tree, cluster)
+        token = ensure_jupyter_token(api_client, namespace, name, key)
+        if token:
+            click.echo(f"Secret {namespace}/{name}: created; JupyterLab's token (shown once): {token}")
+    for line in server_side_apply(objects, api_client, dry_run=server_dry_run):
+        click.echo(line)
+
+
+@main.command("jupyter-token")
+@click.argument("cluster")
+@click.option("--context", "kube_context", help="kubeconfig context (default: the current one).")
+@click.pass_context
+@report_user_errors
+def jupyter_token(ctx: click.Context, cluster: str, kube_context: str | None) -> None:
+    """Create JupyterLab's token Secret in CLUSTER (once) and print the token; bootstrap does the same."""
+    from dask_platform.bootstrap import ensure_jupyter_token
+
+    namespace, name, key = token_secret_of(tree_of(ctx), cluster)
+    token = ensure_jupyter_token(kube_api(kube_context), namespace, name, key)
+    click.echo(
+        f"Secret {namespace}/{name} created; the token (shown once): {token}"
+        if token
+        else f"Secret {namespace}/{name} exists; its token is not shown again"
+    )
+
+
+def token_secret_of(tree: RepoTree, cluster: str) -> tuple[str, str, str]:
+    """(namespace, Secret name, key) of a cluster's Jupyter token, from its effective values."""
+    from dask_platform.clusters import load_cluster
+    from dask_platform.values import build_values
+
+    loaded = load_cluster(tree, cluster)
+    secret = build_values(tree, loaded).effective["jupyter"]["tokenSecret"]
+    return loaded.namespace, secret["name"], secret["key"]
+
+
+def kube_api(kube_context: str | None) -> Any:
     from kubernetes import config
 
     try:
-        api_client = config.new_client_from_config(context=kube_context)
+        return config.new_client_from_config(context=kube_context)
     except Exception as exc:
         raise UserError(f"no usable kubeconfig: {exc}") from None
-    for line in server_side_apply(objects, api_client, dry_run=server_dry_run):
-        click.echo(line)
+
+
+# --- the single-node test cluster ---------------------------------------------------------------------------
+
+
+@main.group()
+def node() -> None:
+    """A real single-node Kubernetes on this machine (tests and trials; root, Debian 12)."""
+
+
+@node.command("up")
+@click.option("--image/--no-image", default=True, help="Build the platform image from docker/Dockerfile and load it.")
+@click.pass_context
+@report_user_errors
+def node_up(ctx: click.Context, image: bool) -> None:
+    """Start the node (a running one is torn down first); prints its kubeconfig."""
+    from dask_platform.environment import load_environment
+    from dask_platform.node.config import Network
+    from dask_platform.node.lifecycle import default_layout, up
+
+    tree = tree_of(ctx)
+    env = load_environment(tree)
+    platform = (tree, f"{env.image_repository}:{env.image_tag}") if image else None
+    kubeconfig = up(Network(), default_layout(), click.echo, platform)
+    click.echo(str(kubeconfig))
+
+
+@node.command("down")
+@report_user_errors
+def node_down() -> None:
+    """Delete the workloads, stop every process and undo every change to the machine."""
+    from dask_platform.node.config import Network
+    from dask_platform.node.lifecycle import default_layout, down
+
+    down(Network(), default_layout(), click.echo)
+
+
+@node.command("status")
+@report_user_errors
+def node_status() -> None:
+    """The node's processes, and how many packets the network guard dropped (must be 0)."""
+    from dask_platform.node.config import Network
+    from dask_platform.node.lifecycle import default_layout, status
+
+    click.echo(json.dumps(status(Network(), default_layout()), indent=2))
 
 
 # --- jobs ------------------------------------------------------------------------------------------------
@@ -275,6 +361,11 @@ def job_command(name: str) -> click.Command:
     def callback(**kwargs: Any) -> None:
         conn = Connection(**{k: v for k, v in kwargs.items() if k in CONNECTION_FIELDS})
         options = job.options(**{k: v for k, v in kwargs.items() if k not in CONNECTION_FIELDS})
+        from dask_platform.submit.run import submit
+
+        # A lost scheduler ends the run with one line (below); distributed's reconnect attempts would log tracebacks.
+        for logger in ("distributed.client", "distributed.comm", "distributed.core"):
+            logging.getLogger(logger).setLevel(logging.CRITICAL)
         try:
             submit(tree_of(click.get_current_context()), name, options, conn, click.echo)
         except KeyboardInterrupt:
@@ -282,6 +373,12 @@ def job_command(name: str) -> click.Command:
             raise SystemExit(130) from None
         except (ValueError, FileNotFoundError) as exc:  # the jobs' own input errors (data files, search files)
             raise UserError(str(exc)) from None
+        except (OSError, TimeoutError, CancelledError) as exc:  # the scheduler went away mid-run
+            detail = " ".join(str(exc).split())[:200]
+            raise UserError(
+                f"lost the Dask scheduler while running {name} ({type(exc).__name__}: {detail}); nothing was "
+                "written. Run again once the scheduler is back."
+            ) from None
 
     return click.Command(
         name, params=job_options(job.options) + CONNECTION_OPTIONS, callback=callback, help=job.summary
@@ -289,12 +386,14 @@ def job_command(name: str) -> click.Command:
 
 
 class JobGroup(click.Group):
-    """Subcommands are the registered jobs, built when asked for."""
+    """Subcommands are the registered jobs, built when asked for (and `doctor`, as on the top level)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(JOBS)
+        return [*sorted(JOBS), "doctor"]
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "doctor":
+            return doctor
         return job_command(cmd_name) if cmd_name in JOBS else None
 
 
@@ -321,6 +420,8 @@ def doctor(
     ctx: click.Context, scheduler: str | None, cluster: str | None, kube_context: str | None, connect_timeout: float
 ) -> None:
     """Versions here, pinned, on the cluster and in the deployed image, side by side; exit 1 if they differ."""
+    from dask_platform.submit.run import doctor_report
+
     conn = Connection(scheduler=scheduler, cluster=cluster, kube_context=kube_context, connect_timeout=connect_timeout)
     report = doctor_report(tree_of(ctx), conn, os.environ)
     click.echo(report.text())

@@ -31,15 +31,26 @@ def schema_errors(instance: Any, schema: dict[str, Any]) -> list[jsonschema.Vali
     return sorted(validator.iter_errors(instance), key=lambda e: (list(map(str, e.absolute_path)), e.message))
 
 
+# Top-level values keys that moved into the component they configure (chart 0.1.0 layout -> per component).
+MOVED_KEYS = {
+    "serviceAccounts": "dask.serviceAccount, jupyter.serviceAccount and cluster-autoscaler.serviceAccount",
+    "rbac": "jupyter.rbac.readPods",
+    "networkPolicy": "global.networkPolicy",
+}
+
+
 def explain(err: jsonschema.ValidationError) -> tuple[list[Any], str]:
     """The key path and message a user should see: an unknown key is named in the path itself, with the
-    keys that are allowed there."""
+    keys that are allowed there (or where it moved)."""
     path = list(err.absolute_path)
     if err.validator == "additionalProperties" and isinstance(err.instance, dict):
         allowed = sorted(err.schema.get("properties", {}))
         unknown = sorted(k for k in err.instance if k not in allowed)
         if unknown and allowed:
-            return [*path, unknown[0]], f"unknown key {unknown[0]!r}; expected one of: {', '.join(allowed)}"
+            key = unknown[0]
+            if not path and key in MOVED_KEYS:
+                return [key], f"unknown key {key!r}: it moved to {MOVED_KEYS[key]}"
+            return [*path, key], f"unknown key {key!r}; expected one of: {', '.join(allowed)}"
     return path, err.message
 
 

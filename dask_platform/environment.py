@@ -1,7 +1,7 @@
 """The runtime environment's single source of truth, and everything derived from it (`dask-platform versions`).
 
 pyproject.toml holds the pinned runtime packages ([project] dependencies, the notebook and gpu extras), the Python
-version and the image repository ([tool.dask-platform]). From them this script derives:
+version and the image repository ([tool.dask-platform]). From them this module derives:
 
 - the platform image tag, ``<dask version>-py<python>`` (GPU variant: ``...-gpu``);
 - the chart's ``appVersion`` (the Dask version) and ``global.image.{repository,tag}`` defaults;
@@ -124,7 +124,7 @@ def chart_values(env: Environment, text: str, source: Path) -> str:
 
 
 def dockerfile(env: Environment, text: str, source: Path) -> str:
-    return _replace_line(text, r"^ARG PYTHON_VERSION=.*$", f"ARG PYTHON_VERSION={env.python}", source)
+    return _replace_line(text, r"^ARG PLATFORM_PYTHON=.*$", f"ARG PLATFORM_PYTHON={env.python}", source)
 
 
 def version_outputs(tree: RepoTree) -> list[Output]:

@@ -21,7 +21,7 @@ from dask_platform.helmbin import find_helm
 from dask_platform.repo import RepoTree
 from dask_platform.values import ClusterValues, build_values
 
-COMMAND = "render"
+COMMAND = "render --all"  # what a generated file tells you to run (any cluster list works too)
 
 
 class HelmError(UserError):
@@ -104,10 +104,17 @@ def render_clusters(tree: RepoTree, names: list[str] | None = None, helm: Path |
 
 def render_outputs(tree: RepoTree, names: list[str] | None = None, helm: Path | None = None) -> list[AnyOutput]:
     """What `dask-platform render` writes: the rendered/ folders of ``names`` (default: every cluster) and the
-    Argo CD manifests, which derive from every cluster's render."""
+    Argo CD manifests, which derive from every cluster's objects (the others' as committed)."""
     from dask_platform.argocd import argocd_outputs
 
-    everything = render_clusters(tree, sorted(set(tree.cluster_names()) | set(names or [])), helm)
-    chosen = [r for r in everything if names is None or r.cluster.name in names]
-    objects = [o for r in everything for o in r.objects]
-    return [r.output for r in chosen] + argocd_outputs(tree, [r.cluster for r in everything], objects)
+    chosen = render_clusters(tree, names, helm)
+    fresh = {r.cluster.name for r in chosen}
+    others = load_clusters(tree, [n for n in tree.cluster_names() if n not in fresh])
+    objects = [o for r in chosen for o in r.objects] + [o for c in others for o in committed_objects(tree, c.name)]
+    clusters = sorted([r.cluster for r in chosen] + others, key=lambda c: c.name)
+    return [r.output for r in chosen] + argocd_outputs(tree, clusters, objects)
+
+
+def committed_objects(tree: RepoTree, name: str) -> list[dict[str, Any]]:
+    """A cluster's objects as its rendered/ folder holds them."""
+    return [tree.load_mapping(p) for p in sorted(tree.rendered_dir(name).glob("*.yaml"))]

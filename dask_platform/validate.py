@@ -87,12 +87,16 @@ def objects_at(tree: RepoTree, ref: str, folder: Path) -> dict[str, dict[str, An
     if _git(tree, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").returncode != 0:
         raise UserError(f"--base {ref}: not a commit in {display_path(tree.root)}")
     rel = tree.rel(folder)
+    rel = _git(tree, "rev-parse", "--show-prefix").stdout.strip() + rel  # the tree may sit below the git root
     if _git(tree, "cat-file", "-e", f"{ref}:{rel}").returncode != 0:
         return None
     out = {}
     for name in _git(tree, "ls-tree", "--name-only", f"{ref}:{rel}").stdout.split():
         if name.endswith(".yaml"):
-            obj = yaml.safe_load(_git(tree, "show", f"{ref}:{rel}/{name}").stdout)
+            shown = _git(tree, "show", f"{ref}:{rel}/{name}")
+            if shown.returncode != 0:
+                raise UserError(f"git show {ref}:{rel}/{name} failed: {shown.stderr.strip()}")
+            obj = yaml.safe_load(shown.stdout)
             out[_object_key(obj)] = obj
     return out
 
@@ -173,11 +177,11 @@ def check_policy(r: RenderedCluster) -> list[Problem]:
 def check_drift(tree: RepoTree, rendered: dict[str, RenderedCluster]) -> list[Problem]:
     """Every generated file against its generator: rendered/, the Argo CD manifests (when every cluster
     rendered), values.schema.json and the files derived from the pins."""
-    outputs: list[tuple[generated.AnyOutput, str]] = [(r.output, "render") for r in rendered.values()]
+    outputs: list[tuple[generated.AnyOutput, str]] = [(r.output, "render --all") for r in rendered.values()]
     if set(rendered) == set(tree.cluster_names()):
         objects = [o for r in rendered.values() for o in r.objects]
         clusters = [r.cluster for r in rendered.values()]
-        outputs += [(o, "render") for o in argocd_outputs(tree, clusters, objects)]
+        outputs += [(o, "render --all") for o in argocd_outputs(tree, clusters, objects)]
     outputs += [(o, "schema") for o in schema_outputs(tree)]
     outputs += [(o, "versions sync") for o in version_outputs(tree)]
     return [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,20 @@ def helm() -> Path:
 def scratch(tmp_path: Path) -> RepoTree:
     """A writable copy of the repository (a git repository with one commit: the working tree as it is)."""
     return scratch_copy(tmp_path / "repo")
+
+
+@pytest.fixture(scope="session")
+def node():
+    """The real single-node cluster (dask-platform node up), for the whole session; torn down at the end."""
+    from tests.support.node import running_node, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"no single-node cluster in CI: {reason}")
+        pytest.skip(reason)
+    with running_node(REPO) as node:
+        yield node
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from dask_platform.submit.run import Connection, submit
+from dask_platform.submit.run import submit
+from dask_platform.submit.target import Connection
 from jobs.bigdata.job import BigDataOptions
 from tests.conftest import REPO
 

@@ -62,7 +62,7 @@ def test_ci_runs_on_values_and_cluster_changes():
         paths = (triggers.get(event) or {}).get("paths")
         assert paths is None or {"values/**", "clusters/**"} <= set(paths)
     text = (REPO_ROOT / ".github/workflows/ci.yml").read_text()
-    assert "ct lint --config ct.yaml --all" in text and "ct install --config ct.yaml --all" in text
+    assert "ct lint --config ct.yaml --all" in text and "ct install --config ct.yaml --all --namespace dask-ci" in text
     assert "scripts/dev test" in text and "dask-platform validate --base" in text and "GITHUB_STEP_SUMMARY" in text
 
 

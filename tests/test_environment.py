@@ -91,8 +91,13 @@ def test_dockerfile_runs_as_the_charts_non_root_user():
 def test_dockerfile_python_and_labels():
     instructions = dockerfile_instructions()
     args = dict(rest.split("=", 1) for kw, rest in instructions if kw == "ARG" and "=" in rest)
-    assert args["PYTHON_VERSION"] == ENV.python
-    assert any(kw == "FROM" and "python:${PYTHON_VERSION}" in rest for kw, rest in instructions)
+    assert args["PLATFORM_PYTHON"] == ENV.python
+    # the base is a build argument whose default is the official image of that Python
+    assert args["BASE_IMAGE"] == "python:${PLATFORM_PYTHON}-slim-bookworm"
+    assert [rest for kw, rest in instructions if kw == "FROM"] == ["${BASE_IMAGE}"]
+    # the label reads our argument, not the base image's PYTHON_VERSION environment variable
+    assert 'io.dask-platform.python-version="${PLATFORM_PYTHON}"' in DOCKERFILE.read_text()
+    assert "PYTHON_VERSION" not in DOCKERFILE.read_text()
     labels = " ".join(rest for kw, rest in instructions if kw == "LABEL")
     for label in (
         "org.opencontainers.image.version",

@@ -83,6 +83,11 @@ BAD_VALUES = [
     ({"global": {"podLabels": ["a"]}}, "values.global.podLabels"),
     ({"global": {"securityContext": {"runAsUser": 0}}}, "values.global.securityContext.runAsUser"),
     ({"jupyter": {"serviceAccount": {"name": "x"}}}, "key values.jupyter.serviceAccount.name: unknown key"),
+    ({"serviceAccounts": {"dask": {}}}, "key values.serviceAccounts: unknown key 'serviceAccounts': it moved to dask."),
+    (
+        {"networkPolicy": {"enabled": False}},
+        "key values.networkPolicy: unknown key 'networkPolicy': it moved to global.",
+    ),
     ({"dask": {"workerGroups": {"default": None}}}, "values.dask.workerGroups"),
     ({"global": {"imagePullSecrets": [""]}}, "values.global.imagePullSecrets[0]"),
     (

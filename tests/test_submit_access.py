@@ -26,3 +26,26 @@ def test_unrendered_cluster_is_a_clear_error(scratch: RepoTree):
     scratch.cluster_file("c").write_text("cloud: minikube\nnamespace: d\nkubernetesVersion: '1.32'\n")
     with pytest.raises(UserError, match=r"no rendered scheduler Service: run `dask-platform render c`"):
         scheduler_service(scratch, "c")
+
+
+@pytest.mark.dask
+def test_a_silent_port_is_an_error_not_a_hang():
+    """A peer that accepts and never answers (a stalled port-forward stream, another service) gets a clear error
+    after the timeout, once per attempt, instead of distributed's unbounded wait for the handshake."""
+    import socket
+    import threading
+    import time
+
+    from dask_platform.submit.access import connect
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: [accepted.append(listener.accept()[0]) for _ in range(2)], daemon=True).start()
+    start = time.perf_counter()
+    with pytest.raises(UserError, match="accepted the connection but sent no handshake within 6 s"):
+        connect(f"tcp://127.0.0.1:{listener.getsockname()[1]}", 1, attempts=2)
+    assert time.perf_counter() - start < 20
+    assert len(accepted) == 2  # one new connection per attempt
+    listener.close()

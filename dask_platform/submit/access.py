@@ -17,8 +17,7 @@ import yaml
 from dask_platform.clusters import load_cluster
 from dask_platform.errors import UserError
 from dask_platform.repo import RepoTree
-
-DEFAULT_CONNECT_TIMEOUT_S = 8.0
+from dask_platform.submit.target import DEFAULT_CONNECT_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -76,38 +75,67 @@ def _port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
-def connect(address: str, timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S) -> Any:
-    """A Client connected to ``address``; a clear UserError when nothing answers within ``timeout_s``."""
+def connect(address: str, timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S, attempts: int = 1) -> Any:
+    """A Client connected to ``address``; a clear UserError when nothing answers within ``timeout_s``.
+
+    distributed waits for the scheduler's handshake without a deadline once TCP connects, so a peer that accepts
+    and stays silent (another service on that port, a port-forward stream that never delivers) would hang the
+    run: the connection is made in a helper thread and given up after the timeout. With ``attempts`` > 1 (a
+    port-forward, where every connection gets a new stream), a silent connection is tried again."""
     from distributed import Client
 
-    try:
-        return Client(address, timeout=f"{timeout_s}s", set_as_default=True)
-    except (OSError, TimeoutError) as exc:
-        raise UserError(
-            f"could not reach the Dask scheduler at {address} within {timeout_s:g} s ({type(exc).__name__}: "
-            f"{' '.join(str(exc).split())[:200]}). Is the scheduler running and the port open?"
-        ) from None
+    for _ in range(attempts):
+        outcome: dict[str, Any] = {}
+
+        def make_client(outcome: dict[str, Any] = outcome) -> None:
+            try:
+                outcome["client"] = Client(address, timeout=f"{timeout_s}s", set_as_default=True)
+            except BaseException as exc:
+                outcome["error"] = exc
+
+        # A daemon thread: one stuck on a silent peer must not keep the process alive at exit.
+        thread = threading.Thread(target=make_client, name="dask-connect", daemon=True)
+        thread.start()
+        thread.join(timeout_s + 5)
+        if "client" in outcome:
+            return outcome["client"]
+        error = outcome.get("error")
+        if isinstance(error, OSError | TimeoutError):
+            raise UserError(
+                f"could not reach the Dask scheduler at {address} within {timeout_s:g} s ({type(error).__name__}: "
+                f"{' '.join(str(error).split())[:200]}). Is the scheduler running and the port open?"
+            ) from None
+        if error is not None:
+            raise error
+        # connected, but silent: a new connection (a new port-forward stream) may answer
+    raise UserError(
+        f"the Dask scheduler at {address} accepted the connection but sent no handshake within {timeout_s + 5:g} s "
+        f"({attempts} attempts). Is that port a Dask scheduler's comm port?"
+    )
 
 
 @contextlib.contextmanager
-def port_forward(ref: ServiceRef, kube_context: str | None = None) -> Iterator[str]:
-    """Forward a free local port to the scheduler pod behind ``ref`` (like kubectl port-forward), with the
-    ``kubernetes`` client's websocket port-forward. Yields the local tcp:// address."""
+def port_forward(ref: ServiceRef, kube_context: str | None = None, kubeconfig: str | None = None) -> Iterator[str]:
+    """Forward a free local port to a running pod behind ``ref`` (like kubectl port-forward), with the
+    ``kubernetes`` client's websocket port-forward. Yields the local tcp:// address. The kubeconfig is
+    ``kubeconfig``, else $KUBECONFIG, else ~/.kube/config."""
     from kubernetes import client as k8s
     from kubernetes import config
     from kubernetes.stream import portforward
 
     try:
-        config.load_kube_config(context=kube_context)
+        api_client = config.new_client_from_config(
+            config_file=kubeconfig or os.environ.get("KUBECONFIG") or None, context=kube_context
+        )
     except Exception as exc:
         raise UserError(f"no usable kubeconfig for --cluster: {exc}") from None
-    api = k8s.CoreV1Api()
+    api = k8s.CoreV1Api(api_client)
     selector = ",".join(f"{k}={v}" for k, v in sorted(ref.selector.items()))
     pods = [
         p for p in api.list_namespaced_pod(ref.namespace, label_selector=selector).items if p.status.phase == "Running"
     ]
     if not pods:
-        raise UserError(f"no running scheduler pod in namespace {ref.namespace} (selector {selector})")
+        raise UserError(f"no running pod of {ref.name} in namespace {ref.namespace} (selector {selector})")
     pod = pods[0].metadata.name
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -126,6 +154,8 @@ def port_forward(ref: ServiceRef, kube_context: str | None = None) -> Iterator[s
                     if not data:
                         return
                     (remote if src is conn else conn).sendall(data)
+        except OSError:  # the pod went away (deleted, restarted): the client sees a closed connection
+            return
         finally:
             conn.close()
             remote.close()
@@ -140,8 +170,25 @@ def port_forward(ref: ServiceRef, kube_context: str | None = None) -> Iterator[s
             threading.Thread(target=pipe, args=(conn,), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
+    threading.excepthook = _quiet_proxy_errors(threading.excepthook)
     try:
         yield f"tcp://127.0.0.1:{listener.getsockname()[1]}"
     finally:
         stop.set()
         listener.close()
+
+
+def _quiet_proxy_errors(previous: Any) -> Any:
+    """An excepthook that drops the kubernetes client's port-forward proxy errors. That thread raises when the pod
+    goes away (deleted, restarted), possibly after the run has ended; the job then sees a closed connection and
+    says so in one line, which a thread's traceback would bury. Other threads' errors are printed as before."""
+    if getattr(previous, "quiet_proxy_errors", False):
+        return previous
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if args.thread is not None and args.thread.name.startswith("Kubernetes port forward proxy"):
+            return
+        previous(args)
+
+    hook.quiet_proxy_errors = True  # type: ignore[attr-defined]
+    return hook

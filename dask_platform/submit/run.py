@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from distributed.versions import VersionMismatchWarning
 
 from dask_platform.environment import load_environment
 from dask_platform.errors import VersionMismatch
 from dask_platform.repo import RepoTree
 from dask_platform.submit.access import (
-    DEFAULT_CONNECT_TIMEOUT_S,
     connect,
     embedded_cluster,
     port_forward,
@@ -21,23 +23,9 @@ from dask_platform.submit.access import (
 )
 from dask_platform.submit.compat import COMPARED, version_table
 from dask_platform.submit.shipping import ensure_job_code
-from dask_platform.submit.target import RunTarget, resolve_run_target
+from dask_platform.submit.target import Connection, RunTarget, resolve_run_target
 from jobs.registry import get_job
 from jobs.runtime import VERSIONED_PACKAGES, local_versions
-
-
-@dataclass(frozen=True)
-class Connection:
-    """How to reach (or start) the Dask cluster: the options every job shares."""
-
-    scheduler: str | None = None
-    cluster: str | None = None
-    kube_context: str | None = None
-    workers: int | None = None
-    threads_per_worker: int | None = None
-    memory_limit: str = "auto"
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
-    allow_version_mismatch: bool = False
 
 
 def submit(
@@ -51,9 +39,12 @@ def submit(
     """Run one job where ``conn`` says; returns its summary. Raises UserError for anything the user can fix."""
     job = get_job(job_name)
     target = resolve_run_target(conn.scheduler, conn.cluster, os.environ if environ is None else environ)
+    # Our own version check (check_versions) says what differs and whether it matters; distributed's warning on
+    # every connection would only repeat it as a table on stderr.
+    warnings.filterwarnings("ignore", category=VersionMismatchWarning)
     with contextlib.ExitStack() as stack:
         address = start_or_reach(tree, target, conn, stack, echo)
-        client = connect(address, conn.connect_timeout)
+        client = connect(address, conn.connect_timeout, attempts=3 if target.kind == "cluster" else 1)
         stack.callback(client.close)
         if target.kind == "embedded":
             shipping = "embedded cluster: workers share this Python environment"
@@ -125,7 +116,7 @@ def cluster_versions(tree: RepoTree, target: RunTarget, conn: Connection) -> dic
         return {}
     with contextlib.ExitStack() as stack:
         address = start_or_reach(tree, target, conn, stack, lambda _: None)
-        client = connect(address, conn.connect_timeout)
+        client = connect(address, conn.connect_timeout, attempts=3 if target.kind == "cluster" else 1)
         stack.callback(client.close)
         return client.get_versions(packages=list(VERSIONED_PACKAGES))
 

@@ -1,4 +1,5 @@
-"""Where a job runs: an embedded LocalCluster, a scheduler address, or a cluster of clusters/ (port-forward)."""
+"""Where a job runs: an embedded LocalCluster, a scheduler address, or a cluster of clusters/ (port-forward);
+and the connection options every job shares."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from dask_platform.errors import UserError
+
+DEFAULT_CONNECT_TIMEOUT_S = 8.0
 
 
 @dataclass(frozen=True)
@@ -42,3 +45,17 @@ def normalize_address(address: str) -> str:
     if not host or not port.isdigit():
         raise UserError(f"scheduler address {address!r}: expected tcp://HOST:PORT")
     return f"{scheme}://{host}:{port}"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """How to reach (or start) the Dask cluster: the options every job shares."""
+
+    scheduler: str | None = None
+    cluster: str | None = None
+    kube_context: str | None = None
+    workers: int | None = None
+    threads_per_worker: int | None = None
+    memory_limit: str = "auto"
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
+    allow_version_mismatch: bool = False

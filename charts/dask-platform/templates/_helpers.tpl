@@ -112,6 +112,31 @@ Takes the root context.
 {{- end }}
 
 {{- /*
+dp.schedulerApi: the scheduler's HTTP API (dashboard port) as the pods reach it. Takes the root context.
+*/ -}}
+{{- define "dp.schedulerApi" -}}
+{{- printf "http://%s:%d/api/v1" (include "dp.schedulerName" .) (int .Values.global.ports.dashboard) -}}
+{{- end }}
+
+{{- /*
+dp.workerReadyCommand: the worker's readiness check: is this worker (DASK_WORKER_NAME) among the workers the
+scheduler lists (GET /api/v1/get_workers)? Standard library only, so it costs a Python start-up, not an import
+of distributed. Needs DASK_SCHEDULER_API and DASK_WORKER_NAME.
+*/ -}}
+{{- define "dp.workerReadyCommand" -}}
+- python
+- -c
+- |
+  import json, os, sys, urllib.request
+  try:
+      with urllib.request.urlopen(os.environ["DASK_SCHEDULER_API"] + "/get_workers", timeout=8) as response:
+          names = {str(w["name"]) for w in json.load(response)["workers"]}
+  except (OSError, ValueError) as exc:
+      sys.exit(f"the scheduler's API does not answer: {exc}")
+  sys.exit(0 if os.environ["DASK_WORKER_NAME"] in names else "not registered with the scheduler yet")
+{{- end }}
+
+{{- /*
 dp.podSecurityContext / dp.containerSecurityContext: the hardened defaults every pod and container gets:
 non-root, no privilege escalation, no capabilities, RuntimeDefault seccomp, read-only root filesystem
 (writable paths are emptyDir mounts declared by each workload). Takes the root context.
@@ -230,14 +255,27 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 {{- /*
 dp.retireCommand: the worker's preStop hook. It asks the scheduler to retire this worker (its results move to
 other workers, nothing is recomputed) and waits until that is done; only then does Kubernetes send SIGTERM.
+When the scheduler is gone (helm uninstall deletes it with the workers; it is restarting) there is nothing to
+retire to, and the worker stops by itself within a second: a plain TCP check, before importing distributed, lets
+the hook end first and succeed instead of being killed with its container (FailedPreStopHook). A scheduler that
+goes away during the retirement ends the hook the same way.
 Needs DASK_SCHEDULER_ADDRESS and DASK_WORKER_NAME in the container's environment.
 */ -}}
 {{- define "dp.retireCommand" -}}
 - python
 - -c
 - |
-  import os
+  import os, socket
+  name, address = os.environ["DASK_WORKER_NAME"], os.environ["DASK_SCHEDULER_ADDRESS"]
+  host, _, port = address.split("://")[-1].rpartition(":")
+  try:
+      socket.create_connection((host, int(port)), timeout=3).close()
+  except OSError as exc:
+      raise SystemExit(print(f"preStop: no scheduler to retire {name} to ({exc})"))
   from distributed import Client
-  with Client(os.environ["DASK_SCHEDULER_ADDRESS"], timeout="20s") as client:
-      client.retire_workers(names=[os.environ["DASK_WORKER_NAME"]], close_workers=True, remove=True)
+  try:
+      with Client(address, timeout="10s") as client:
+          client.retire_workers(names=[name], close_workers=True, remove=True)
+  except (OSError, TimeoutError) as exc:
+      print(f"preStop: the scheduler went away while retiring {name} ({type(exc).__name__})")
 {{- end }}

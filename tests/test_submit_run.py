@@ -15,8 +15,9 @@ from click.testing import CliRunner
 from dask_platform.cli import main as cli
 from dask_platform.cli import submit_group
 from dask_platform.errors import UserError
-from dask_platform.submit.run import Connection, doctor_report, submit
+from dask_platform.submit.run import doctor_report, submit
 from dask_platform.submit.shipping import ensure_job_code, jobs_fingerprint, remote_fingerprints
+from dask_platform.submit.target import Connection
 from jobs.rossmann.job import RossmannOptions
 from tests.conftest import REPO
 from tests.support.daskproc import free_port, local_dask, run_cli
