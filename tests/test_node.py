@@ -26,6 +26,7 @@ from dask_platform.bootstrap import ensure_jupyter_token, server_side_apply
 from dask_platform.render import RenderedCluster, render_clusters
 from dask_platform.repo import RepoTree
 from dask_platform.submit.access import ServiceRef, port_forward
+from tests.support.daskproc import small_run_args
 from tests.support.node import NAMESPACE, RELEASE, Node, node_cluster
 from tests.support.scratch import scratch_copy
 
@@ -138,28 +139,10 @@ def all_ready(node: Node, n: int = 4) -> bool:
     return len(ready) == n
 
 
-def submit_args(tmp: Path, *extra: str) -> list[str]:
-    return [
-        "rossmann",
-        "--stores",
-        "40",
-        "--search",
-        "small",
-        "--refit-rows",
-        "0",
-        "--out",
-        str(tmp / "results"),
-        "--cache",
-        str(tmp / "cache"),
-        "--no-progress",
-        *extra,
-    ]
-
-
 def start_submit(node: Node, tree: RepoTree, tmp: Path, *extra: str) -> subprocess.Popen:
     """`dask-platform submit rossmann --cluster node` (a port-forward to the node's scheduler) as a process."""
     env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"} | {"KUBECONFIG": str(node.kubeconfig)}
-    args = submit_args(tmp, "--cluster", "node", *extra)
+    args = small_run_args(tmp, "--no-progress", "--cluster", "node", *extra)
     cmd = [sys.executable, "-m", "dask_platform", "--repo", str(tree.root), "submit", *args]
     return subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -370,17 +353,21 @@ def test_uninstall_leaves_nothing_and_no_failed_hooks(node: Node, release):
         await current.uninstall(wait=True)
 
     asyncio.run(uninstall())
-    wait_until(lambda: not pods(node), 120, "every pod gone")
+    every_pod = lambda: core(node).list_namespaced_pod(NAMESPACE).items  # noqa: E731 - terminating ones too
+    wait_until(lambda: not every_pod(), 180, "every pod gone (preStop hooks run)")
     assert not [w for w in warnings(node) if "PreStop" in w], warnings(node)
 
 
 def test_the_committed_render_applied_as_argo_cd_applies_it(node: Node, release, rendered):
-    """Server-side apply of exactly the files Argo CD syncs; the pods come up as with helm."""
+    """Server-side apply of exactly the files Argo CD syncs; the pods come up as with helm, without warnings.
+    (The endpoints controller may report one optimistic-lock conflict while it reconciles a Service re-created
+    under the same name; it retries by itself and is no problem of the platform's.)"""
     objects = [o for o in rendered.objects if o["apiVersion"] != "policy/v1"]  # PDBs: no policy/v1 on 1.20
+    started = time.time() - 1
     lines = server_side_apply(objects, node.api())
     assert len(lines) == len(objects)
     wait_until(lambda: all_ready(node), 240, "every pod of the applied render Ready")
-    assert warnings(node) == [] or all("PreStop" not in w for w in warnings(node))
+    assert [w for w in warnings(node, since=started) if not w.startswith("FailedToUpdateEndpoint ")] == []
 
 
 def test_nothing_left_the_machine(node: Node):

@@ -105,7 +105,7 @@ def test_doctor_compares_this_machine_the_pins_and_the_cluster(remote_run):
 
 def test_search_survives_a_killed_worker(tmp_path: Path, remote_run):
     """The job runs in its own process (as a user would run it); this test watches the scheduler and kills a
-    worker once some fits are scored and others are not."""
+    worker as soon as the first fit or score of the search is done, while the others are not."""
     from distributed import Client
 
     _, reference, _ = remote_run
@@ -116,12 +116,14 @@ def test_search_survives_a_killed_worker(tmp_path: Path, remote_run):
             with Client(cluster.address) as watcher:
                 deadline = time.time() + 180
                 while proc.poll() is None and time.time() < deadline:
-                    scored = watcher.run_on_scheduler(
+                    done = watcher.run_on_scheduler(
                         lambda dask_scheduler: sum(
-                            1 for ts in dask_scheduler.tasks.values() if "score" in str(ts.key) and ts.state == "memory"
+                            1
+                            for ts in dask_scheduler.tasks.values()
+                            if ("score" in str(ts.key) or "fit" in str(ts.key)) and ts.state == "memory"
                         )
                     )
-                    if scored >= 1:
+                    if done >= 1:
                         cluster.kill_worker(1)
                         killed = True
                         break

@@ -145,20 +145,7 @@ def port_forward(ref: ServiceRef, kube_context: str | None = None, kubeconfig: s
 
     def pipe(conn: socket.socket) -> None:
         pf = portforward(api.connect_get_namespaced_pod_portforward, pod, ref.namespace, ports=str(ref.port))
-        remote = pf.socket(ref.port)
-        try:
-            while not stop.is_set():
-                readable, _, _ = select.select([conn, remote], [], [], 0.5)
-                for src in readable:
-                    data = src.recv(65536)
-                    if not data:
-                        return
-                    (remote if src is conn else conn).sendall(data)
-        except OSError:  # the pod went away (deleted, restarted): the client sees a closed connection
-            return
-        finally:
-            conn.close()
-            remote.close()
+        _relay(conn, pf.socket(ref.port), stop)
 
     def accept() -> None:
         listener.settimeout(0.5)
@@ -176,6 +163,23 @@ def port_forward(ref: ServiceRef, kube_context: str | None = None, kubeconfig: s
     finally:
         stop.set()
         listener.close()
+
+
+def _relay(conn: socket.socket, remote: Any, stop: threading.Event) -> None:
+    """Copy bytes both ways between a local connection and a port-forward stream until one side closes."""
+    try:
+        while not stop.is_set():
+            readable, _, _ = select.select([conn, remote], [], [], 0.5)
+            for src in readable:
+                data = src.recv(65536)
+                if not data:
+                    return
+                (remote if src is conn else conn).sendall(data)
+    except OSError:  # the pod went away (deleted, restarted): the client sees a closed connection
+        return
+    finally:
+        conn.close()
+        remote.close()
 
 
 def _quiet_proxy_errors(previous: Any) -> Any:

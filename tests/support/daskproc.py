@@ -142,29 +142,20 @@ def local_dask(
                 proc.kill()
 
 
+def small_run_args(tmp: Path, *extra: str) -> list[str]:
+    """`submit rossmann` on small data (40 stores, the small search, no refit), results and cache under ``tmp``."""
+    out = ["rossmann", "--stores", "40", "--search", "small", "--refit-rows", "0"]
+    return [*out, "--out", str(tmp / "results"), "--cache", str(tmp / "cache"), *extra]
+
+
 def run_cli(args: list[str], tmp: Path) -> subprocess.Popen:
-    """``scripts/submit.py rossmann`` on small data (40 stores, the small search) as its own process, results and
-    cache under ``tmp``; extra ``args`` choose where it runs."""
+    """``scripts/submit.py rossmann`` on small data as its own process; extra ``args`` choose where it runs."""
     from dask_platform.repo import RepoTree
 
     env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    script = str(RepoTree.checkout().root / "scripts/submit.py")
     return subprocess.Popen(
-        [
-            sys.executable,
-            str(RepoTree.checkout().root / "scripts/submit.py"),
-            "rossmann",
-            "--stores",
-            "40",
-            "--search",
-            "small",
-            "--refit-rows",
-            "0",
-            "--out",
-            str(tmp / "results"),
-            "--cache",
-            str(tmp / "cache"),
-            *args,
-        ],
+        [sys.executable, script, *small_run_args(tmp, *args)],
         cwd=tmp,
         env=env,
         stdout=subprocess.PIPE,
