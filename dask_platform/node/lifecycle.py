@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import secrets
+import shlex
 import signal
 import subprocess
 import time
@@ -184,7 +185,7 @@ def remove_node_network(net: Network) -> None:
         chains = [r[1:].split()[0] for r in rules if r.startswith(":") and r[1:].startswith(("KUBE-", "CNI-"))]
         for rule in rules:
             if rule.startswith("-A ") and any(f"-j {c}" in rule for c in chains):
-                run("iptables", "-w", "-t", table, *("-D " + rule[3:]).split(), check=False)
+                run("iptables", "-w", "-t", table, "-D", *shlex.split(rule[3:]), check=False)  # quoted comments
         for chain in chains:
             run("iptables", "-w", "-t", table, "-F", chain, check=False)
         for chain in chains:
@@ -441,6 +442,29 @@ def down(net: Network, layout: Layout, echo: Echo) -> int:
     if drops:
         echo(f"warning: the network guard dropped {drops} packets that would have left this machine")
     return drops
+
+
+def leftovers(net: Network, layout: Layout) -> list[str]:
+    """What of the node is still on the machine (empty after a complete `down`)."""
+    out = []
+    for table in ("filter", "nat", "mangle"):
+        saved = run("iptables-save", "-t", table, check=False).stdout
+        out += [
+            f"iptables {table}: {line}"
+            for line in saved.splitlines()
+            if any(mark in line for mark in ("KUBE-", "CNI-", net.guard_chain))
+        ]
+    routes = run("ip", "route", "show", "table", "all", check=False).stdout
+    out += [f"route: {line}" for line in routes.splitlines() if any(c.split("/")[0] in line for c in net.guarded)]
+    out += [f"address on lo: {net.node_ip}"] if net.node_ip in run("ip", "addr", "show", "lo").stdout else []
+    out += [f"link: {net.bridge}"] if run("ip", "link", "show", net.bridge, check=False).returncode == 0 else []
+    out += [f"netns: {n}" for n in run("ip", "netns", "list", check=False).stdout.split() if n.startswith("cni-")]
+    mounts = Path("/proc/mounts").read_text()
+    out += [f"mount: {m}" for m in mounts.split() if m.startswith((str(layout.state), str(layout.run)))]
+    out += [
+        f"process: {n}" for n in ("containerd", "etcd", "kube-apiserver", "kubelet", "kube-proxy") if running(layout, n)
+    ]
+    return out
 
 
 def status(net: Network, layout: Layout) -> dict[str, object]:

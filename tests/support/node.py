@@ -16,7 +16,7 @@ import yaml
 
 from dask_platform.environment import load_environment
 from dask_platform.node.config import Layout, Network
-from dask_platform.node.lifecycle import default_layout, down, guard_counters, up
+from dask_platform.node.lifecycle import default_layout, down, guard_counters, leftovers, up
 from dask_platform.repo import RepoTree
 
 NAMESPACE = "dask-node"
@@ -61,6 +61,8 @@ def running_node(tree: RepoTree) -> Iterator[Node]:
     finally:
         drops = down(net, layout, print)
     assert drops == 0, f"{drops} packets of the node's ranges tried to leave the machine (dropped)"
+    left = leftovers(net, layout)
+    assert left == [], f"node down left these behind: {left}"
 
 
 def node_cluster(tree: RepoTree, name: str = "node") -> str:

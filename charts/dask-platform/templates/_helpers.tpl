@@ -137,6 +137,28 @@ of distributed. Needs DASK_SCHEDULER_API and DASK_WORKER_NAME.
 {{- end }}
 
 {{- /*
+dp.schedulerDrainCommand: the scheduler's preStop hook. When the scheduler is deleted with its workers (helm
+uninstall, a namespace deleted) it waits, 10 s at most, until no worker is registered any more, so that the
+workers' own preStop hooks can finish retiring against it instead of being cut off when it exits. Standard
+library only; asks its own HTTP API (GET /api/v1/get_workers on the dashboard port).
+*/ -}}
+{{- define "dp.schedulerDrainCommand" -}}
+- python
+- -c
+- |
+  import json, time, urllib.request
+  deadline = time.time() + 10
+  while time.time() < deadline:
+      try:
+          with urllib.request.urlopen("http://127.0.0.1:{{ .Values.global.ports.dashboard }}/api/v1/get_workers", timeout=2) as r:
+              if not json.load(r)["num_workers"]:
+                  break
+      except (OSError, ValueError):
+          break
+      time.sleep(0.5)
+{{- end }}
+
+{{- /*
 dp.podSecurityContext / dp.containerSecurityContext: the hardened defaults every pod and container gets:
 non-root, no privilege escalation, no capabilities, RuntimeDefault seccomp, read-only root filesystem
 (writable paths are emptyDir mounts declared by each workload). Takes the root context.
