@@ -144,7 +144,11 @@ def port_forward(ref: ServiceRef, kube_context: str | None = None, kubeconfig: s
     stop = threading.Event()
 
     def pipe(conn: socket.socket) -> None:
-        pf = portforward(api.connect_get_namespaced_pod_portforward, pod, ref.namespace, ports=str(ref.port))
+        try:
+            pf = portforward(api.connect_get_namespaced_pod_portforward, pod, ref.namespace, ports=str(ref.port))
+        except Exception:  # the pod is gone (deleted, replaced): refuse this connection, the client sees it closed
+            conn.close()
+            return
         _relay(conn, pf.socket(ref.port), stop)
 
     def accept() -> None:
