@@ -49,3 +49,40 @@ def test_a_silent_port_is_an_error_not_a_hang():
     assert time.perf_counter() - start < 20
     assert len(accepted) == 2  # one new connection per attempt
     listener.close()
+
+
+def _pod(name: str, phase: str = "Running", ready: bool = True, deleting: bool = False, age_s: int = 0):
+    import datetime
+
+    from kubernetes import client as k8s
+
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    return k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(
+            name=name,
+            creation_timestamp=now - datetime.timedelta(seconds=age_s),
+            deletion_timestamp=now if deleting else None,
+        ),
+        status=k8s.V1PodStatus(
+            phase=phase, conditions=[k8s.V1PodCondition(type="Ready", status="True" if ready else "False")]
+        ),
+    )
+
+
+def test_port_forward_never_picks_a_pod_being_deleted():
+    """A deleted scheduler stays Running while its preStop drains; the replacement must be chosen (the node test
+    that deletes the scheduler failed on this once: the reconnect went to the terminating pod and was reset)."""
+    from dask_platform.submit.access import serving_pod
+
+    old = _pod("old", deleting=True, age_s=600)
+    new = _pod("new", ready=False, age_s=5)
+    assert serving_pod([old, new]) == "new"
+    assert serving_pod([old]) is None
+    assert serving_pod([_pod("pending", phase="Pending")]) is None
+
+
+def test_port_forward_prefers_a_ready_pod_then_the_newest():
+    from dask_platform.submit.access import serving_pod
+
+    assert serving_pod([_pod("starting", ready=False, age_s=1), _pod("ready", age_s=100)]) == "ready"
+    assert serving_pod([_pod("older", age_s=100), _pod("newer", age_s=1)]) == "newer"

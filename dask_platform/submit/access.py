@@ -114,6 +114,21 @@ def connect(address: str, timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S, attempts
     )
 
 
+def serving_pod(pods: list[Any]) -> str | None:
+    """The name of the pod a port-forward should reach among a Service's pods (kubernetes client V1Pod objects),
+    or None. A pod being deleted is never chosen: it may still be Running while its preStop hook drains, and a
+    connection to it is reset once it stops. A Ready pod is preferred to one that is only Running, then the newest."""
+    live = [p for p in pods if p.status.phase == "Running" and p.metadata.deletion_timestamp is None]
+    if not live:
+        return None
+
+    def rank(p: Any) -> tuple[bool, Any]:
+        ready = any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+        return ready, p.metadata.creation_timestamp
+
+    return max(live, key=rank).metadata.name
+
+
 @contextlib.contextmanager
 def port_forward(ref: ServiceRef, kube_context: str | None = None, kubeconfig: str | None = None) -> Iterator[str]:
     """Forward a free local port to a running pod behind ``ref`` (like kubectl port-forward), with the
@@ -131,12 +146,9 @@ def port_forward(ref: ServiceRef, kube_context: str | None = None, kubeconfig: s
         raise UserError(f"no usable kubeconfig for --cluster: {exc}") from None
     api = k8s.CoreV1Api(api_client)
     selector = ",".join(f"{k}={v}" for k, v in sorted(ref.selector.items()))
-    pods = [
-        p for p in api.list_namespaced_pod(ref.namespace, label_selector=selector).items if p.status.phase == "Running"
-    ]
-    if not pods:
+    pod = serving_pod(api.list_namespaced_pod(ref.namespace, label_selector=selector).items)
+    if pod is None:
         raise UserError(f"no running pod of {ref.name} in namespace {ref.namespace} (selector {selector})")
-    pod = pods[0].metadata.name
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
