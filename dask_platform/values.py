@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from dask_platform.clusters import Cluster, explain, schema_errors
 from dask_platform.errors import UserError, key_path_str
+from dask_platform.quantity import parse_quantity
 from dask_platform.repo import RepoTree
 from dask_platform.schema import load_schema
 
@@ -146,6 +148,9 @@ def validate_values(
 
 def check_semantics(effective: dict[str, Any], layers: list[Layer], defaults_file: Path) -> None:
     """Rules a JSON schema cannot express (comparisons between keys), with the same file/key-path errors."""
+    for path, message in resource_problems(effective):
+        file, path = blame(path, layers, defaults_file)
+        raise UserError(message, file=file, key_path=key_path_str(path))
     for name, group in (effective.get("dask", {}).get("workerGroups") or {}).items():
         scaling = (group or {}).get("autoscaling") or {}
         low, high = scaling.get("minReplicas"), scaling.get("maxReplicas")
@@ -155,3 +160,33 @@ def check_semantics(effective: dict[str, Any], layers: list[Layer], defaults_fil
             raise UserError(
                 f"minReplicas {low} is greater than maxReplicas {high}", file=file, key_path=key_path_str(path)
             )
+
+
+def resource_blocks(values: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[list[Any], dict[str, Any]]]:
+    """Every container resources block ({requests, limits}) in the values, with its key path."""
+    if isinstance(values, dict):
+        if isinstance(values.get("requests"), dict) and isinstance(values.get("limits"), dict):
+            yield list(path), values
+        for key, value in values.items():
+            yield from resource_blocks(value, (*path, key))
+
+
+def resource_problems(effective: dict[str, Any]) -> Iterator[tuple[list[Any], str]]:
+    """A request above its limit (the API server refuses such a pod template at sync time, after review):
+    the key path of the request and what was expected."""
+    for path, block in resource_blocks(effective):
+        for resource, request in block["requests"].items():
+            limit = block["limits"].get(resource)
+            if request is None or limit is None:
+                continue
+            try:
+                too_big = parse_quantity(request) > parse_quantity(limit)
+            except ValueError as exc:
+                yield [*path, "requests", resource], str(exc)
+                continue
+            if too_big:
+                yield (
+                    [*path, "requests", resource],
+                    f"request {request} is above the limit {limit} (limits.{resource}): expected a request no "
+                    "larger than its limit",
+                )

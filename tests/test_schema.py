@@ -118,6 +118,19 @@ BAD_VALUES = [
     ({"global": {"networkPolicy": {"apiServerPorts": [0]}}}, "values.global.networkPolicy.apiServerPorts[0]"),
     ({"dask": {"retire": {"gracePeriodSeconds": 5}}}, "values.dask.retire.gracePeriodSeconds"),
     ({"dask": {"scheduler": {"resources": {"requests": {"cpu": None}}}}}, "values.dask.scheduler.resources.requests"),
+    # A request above its limit renders fine and is refused by the API server at sync time: refused here.
+    (
+        {"dask": {"workerGroups": {"default": {"resources": {"requests": {"cpu": "5"}, "limits": {"cpu": "4"}}}}}},
+        "values.dask.workerGroups.default.resources.requests.cpu: request 5 is above the limit 4 (limits.cpu)",
+    ),
+    (
+        {"jupyter": {"resources": {"requests": {"memory": "5Gi"}}}},
+        "values.jupyter.resources.requests.memory: request 5Gi is above the limit 2Gi (limits.memory)",
+    ),
+    (
+        {"cluster-autoscaler": {"resources": {"limits": {"memory": "200Mi"}}}},
+        "values.cluster-autoscaler.resources.requests.memory: request 300Mi is above the limit 200Mi",
+    ),
 ]
 
 
