@@ -301,3 +301,16 @@ Needs DASK_SCHEDULER_ADDRESS and DASK_WORKER_NAME in the container's environment
   except (OSError, TimeoutError) as exc:
       print(f"preStop: the scheduler went away while retiring {name} ({type(exc).__name__})")
 {{- end }}
+
+{{- /*
+dp.serviceSpecExtras: the parts of a Service spec that depend on its type. A LoadBalancer Service is reachable
+only from loadBalancerSourceRanges when that list is set (Kubernetes ServiceSpec; honoured by the EKS, GKE and
+AKS load-balancer controllers). Whether the load balancer is internal is a cloud annotation in
+values/<cloud>.yaml, never a branch here. Takes the component's service values.
+*/ -}}
+{{- define "dp.serviceSpecExtras" -}}
+{{- if and (eq .type "LoadBalancer") .loadBalancerSourceRanges }}
+loadBalancerSourceRanges:
+  {{- toYaml .loadBalancerSourceRanges | nindent 2 }}
+{{- end }}
+{{- end }}
