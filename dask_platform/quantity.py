@@ -43,6 +43,3 @@ def format_bytes(n: Decimal | int) -> str:
     """Bytes as GiB with two decimals (what the allocatable tables and messages show)."""
     return f"{Decimal(n) / BINARY['Gi']:.2f} GiB"
 
-
-def format_cpu(n: Decimal | int) -> str:
-    return f"{int(Decimal(n) * 1000)}m"

@@ -12,6 +12,7 @@ deletion markers), and ``coalesce`` applies them over the chart defaults as helm
 from __future__ import annotations
 
 import copy
+from decimal import Decimal
 from dataclasses import dataclass
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 from dask_platform.clusters import Cluster, explain, schema_errors
 from dask_platform.errors import UserError, key_path_str
-from dask_platform.quantity import parse_quantity
+from dask_platform.quantity import format_bytes, parse_quantity
 from dask_platform.repo import RepoTree
 from dask_platform.schema import load_schema
 
@@ -102,6 +103,9 @@ def build_values(tree: RepoTree, cluster: Cluster) -> ClusterValues:
     user = merge_layers(*(layer.values for layer in layers))
     effective = coalesce(tree.load_mapping(tree.chart / "values.yaml"), user)
     validate_values(effective, layers, load_schema(tree), tree.chart / "values.yaml")
+    for path, message in node_fit_problems(cluster, effective):
+        file, path = blame(path, layers, tree.chart / "values.yaml")
+        raise UserError(message, file=file, key_path=key_path_str(path))
     return ClusterValues(user, effective)
 
 
@@ -189,4 +193,47 @@ def resource_problems(effective: dict[str, Any]) -> Iterator[tuple[list[Any], st
                     [*path, "requests", resource],
                     f"request {request} is above the limit {limit} (limits.{resource}): expected a request no "
                     "larger than its limit",
+                )
+
+
+def _enabled(effective: dict[str, Any], path: list[Any]) -> bool:
+    """Whether every component on ``path`` is on (an ``enabled: false`` anywhere above switches it off)."""
+    node: Any = effective
+    for part in path:
+        if isinstance(node, dict) and node.get("enabled") is False:
+            return False
+        node = node.get(part) if isinstance(node, dict) else None
+    return not (isinstance(node, dict) and node.get("enabled") is False)
+
+
+def node_fit_problems(cluster: Cluster, effective: dict[str, Any]) -> Iterator[tuple[list[Any], str]]:
+    """A pod whose requests exceed what one node of the group it selects leaves for pods (nodes.py: capacity
+    minus the cloud's reservations and DaemonSets) would stay Pending: the key path of the request."""
+    from dask_platform.nodes import allocatable
+    from dask_platform.provision import NODE_GROUP_LABEL, node_groups
+
+    label = NODE_GROUP_LABEL.get(cluster.cloud)
+    if label is None:
+        return
+    types = {g.name: g.instance_type for g in node_groups(cluster)}
+    for path, block in resource_blocks(effective):
+        owner = path[:-1]
+        if not path or path[-1] != "resources" or not _enabled(effective, owner):
+            continue
+        settings: Any = effective
+        for part in owner:
+            settings = settings[part]
+        group = (settings.get("nodeSelector") or {}).get(label)
+        room = allocatable(cluster.cloud, types.get(group, ""))
+        if room is None:
+            continue
+        wanted = {"cpu": Decimal(room.cpu_m) / 1000, "memory": Decimal(room.memory_bytes)}
+        for resource, have in wanted.items():
+            request = block["requests"].get(resource)
+            if request is not None and parse_quantity(request) > have:
+                yield (
+                    [*path, "requests", resource],
+                    f"request {request} does not fit a node of group {group!r} ({room.describe()} after the "
+                    f"cloud's reservations and DaemonSets, dask_platform/nodes.py): expected at most "
+                    f"{f'{room.cpu_m}m' if resource == 'cpu' else format_bytes(room.memory_bytes)}",
                 )

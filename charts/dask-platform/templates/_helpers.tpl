@@ -314,3 +314,17 @@ loadBalancerSourceRanges:
   {{- toYaml .loadBalancerSourceRanges | nindent 2 }}
 {{- end }}
 {{- end }}
+
+{{- /*
+dp.identityEgress: NetworkPolicy egress rules to the node-local endpoints that hand pods their cloud identity's
+tokens (global.networkPolicy.identityEgress: CIDR and port, set in values/<cloud>.yaml with the provider's source).
+Takes the root context; renders list items for an `egress:` list.
+*/ -}}
+{{- define "dp.identityEgress" -}}
+{{- range .Values.global.networkPolicy.identityEgress }}
+- to:
+    - ipBlock: {cidr: {{ .cidr }}}
+  ports:
+    - {port: {{ .port }}, protocol: TCP}
+{{- end }}
+{{- end }}
