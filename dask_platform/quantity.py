@@ -42,4 +42,3 @@ def parse_quantity(value: str | int | float) -> Decimal:
 def format_bytes(n: Decimal | int) -> str:
     """Bytes as GiB with two decimals (what the allocatable tables and messages show)."""
     return f"{Decimal(n) / BINARY['Gi']:.2f} GiB"
-

@@ -12,9 +12,9 @@ deletion markers), and ``coalesce`` applies them over the chart defaults as helm
 from __future__ import annotations
 
 import copy
-from decimal import Decimal
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 

@@ -29,7 +29,7 @@ def jupyter_service(r) -> dict:
     return svc
 
 
-def test_jupyter_load_balancer_is_internal_with_the_annotation_each_default_controller_reads(rendered, clouds_by_cluster):
+def test_jupyter_load_balancer_is_internal_by_the_annotation_its_controller_reads(rendered, clouds_by_cluster):
     for name, r in rendered.items():
         cloud = clouds_by_cluster[name]
         svc = jupyter_service(r)

@@ -56,7 +56,7 @@ def _pod(name: str, phase: str = "Running", ready: bool = True, deleting: bool =
 
     from kubernetes import client as k8s
 
-    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
     return k8s.V1Pod(
         metadata=k8s.V1ObjectMeta(
             name=name,
