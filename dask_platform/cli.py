@@ -186,8 +186,10 @@ def plan(ctx: click.Context, cluster: str) -> None:
     """Print how to create CLUSTER (nothing is run)."""
     from dask_platform.clusters import load_cluster
     from dask_platform.provision import build_plan
+    from dask_platform.render import rendered_objects
 
-    click.echo(build_plan(load_cluster(tree_of(ctx), cluster)), nl=False)
+    tree = tree_of(ctx)
+    click.echo(build_plan(load_cluster(tree, cluster), rendered_objects(tree, cluster)), nl=False)
 
 
 @main.command()

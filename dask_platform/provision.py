@@ -20,6 +20,14 @@ import yaml
 
 from dask_platform.clusters import Cluster
 from dask_platform.errors import UserError
+from dask_platform.identity import (
+    Shell,
+    build_aks_identity_commands,
+    build_eksctl_service_accounts,
+    build_gke_identity_commands,
+    identities,
+)
+from dask_platform.nodes import AKS_MAX_PODS, allocatable
 
 
 @dataclass(frozen=True)
@@ -46,6 +54,32 @@ NODE_GROUP_LABEL = {
     "azure": "kubernetes.azure.com/agentpool",
 }
 MINIKUBE = {"cpus": 4, "memory": "8g", "disk": "30g"}
+
+# NetworkPolicy enforcement, off by default on every cloud (the chart's policies are then ignored):
+# EKS: the VPC CNI's network policy agent, VPC CNI >= 1.14 (docs.aws.amazon.com/eks/latest/userguide/
+#   cni-network-policy-configure.html: configuration value enableNetworkPolicy "true").
+EKS_VPC_CNI_ADDON = {
+    "name": "vpc-cni",
+    "version": "latest",
+    "configurationValues": '{"enableNetworkPolicy": "true"}',
+    "resolveConflicts": "overwrite",
+}
+# The EBS CSI driver, which provisions the gp3 volumes values/aws.yaml asks for (EKS has no CSI driver for EBS by
+# default; eksctl examples/25-addons.yaml: wellKnownPolicies ebsCSIController).
+EKS_EBS_CSI_ADDON = {"name": "aws-ebs-csi-driver", "wellKnownPolicies": {"ebsCSIController": True}}
+# GKE: Dataplane V2 enforces NetworkPolicy; creation time only (cloud.google.com/kubernetes-engine/docs/how-to/
+#   dataplane-v2).
+GKE_NETWORK_POLICY = ["--enable-dataplane-v2"]
+# AKS: Azure CNI Overlay powered by Cilium (learn.microsoft.com/azure/aks/azure-cni-powered-by-cilium; the API
+#   requires --network-policy cilium with the Cilium dataplane). --max-pods: what nodes.py's reservations assume.
+AKS_NETWORK = [
+    "--network-plugin=azure",
+    "--network-plugin-mode=overlay",
+    "--network-dataplane=cilium",
+    "--network-policy=cilium",
+]
+# minikube: its default CNI does not enforce NetworkPolicy; Calico does (minikube handbook, network_policy.md).
+MINIKUBE_CNI = "--cni=calico"
 
 
 def node_groups(cluster: Cluster) -> list[NodeGroup]:
@@ -86,8 +120,11 @@ def autoscaler_tags(cluster: Cluster) -> dict[str, str]:
     return {"k8s.io/cluster-autoscaler/enabled": "true", f"k8s.io/cluster-autoscaler/{cluster.name}": "owned"}
 
 
-def build_eksctl_config(cluster: Cluster) -> dict[str, Any]:
-    """An eksctl ClusterConfig: OIDC on (for IRSA), managed node groups tagged for autoscaler discovery."""
+def build_eksctl_config(cluster: Cluster, objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """An eksctl ClusterConfig: OIDC on, one IAM role per rendered ServiceAccount identity (IRSA; no node-role
+    policies, so other pods on a node do not get the autoscaler's rights), NetworkPolicy enforced, the EBS CSI
+    driver, and managed node groups tagged for the autoscaler's discovery."""
+    found = identities(cluster, objects)
     region = _require(cluster, "region")
     tags = autoscaler_tags(cluster)
     return {
@@ -99,7 +136,8 @@ def build_eksctl_config(cluster: Cluster) -> dict[str, Any]:
             "version": cluster.kubernetes_version,
             "tags": {"dask-platform/cluster": cluster.name},
         },
-        "iam": {"withOIDC": True},
+        "iam": {"withOIDC": True, "serviceAccounts": build_eksctl_service_accounts(cluster, found)},
+        "addons": [EKS_VPC_CNI_ADDON, EKS_EBS_CSI_ADDON],
         "managedNodeGroups": [
             {
                 "name": g.name,
@@ -109,18 +147,18 @@ def build_eksctl_config(cluster: Cluster) -> dict[str, Any]:
                 "desiredCapacity": g.desired,
                 "volumeSize": 100,
                 "labels": {"dask-platform/node-group": g.name, **g.labels},
-                "tags": tags,
+                "tags": dict(tags),
                 "propagateASGTags": True,
-                "iam": {"withAddonPolicies": {"autoScaler": g.name == "core"}},
             }
             for g in node_groups(cluster)
         ],
     }
 
 
-def build_gke_commands(cluster: Cluster) -> list[list[str]]:
-    """gcloud commands: a cluster with Workload Identity, one autoscaled pool per node group (GKE's managed
-    autoscaler), and the default pool removed (GKE always creates one named "default-pool")."""
+def build_gke_commands(cluster: Cluster, objects: list[dict[str, Any]]) -> list[list[str]]:
+    """gcloud commands: a cluster with Workload Identity and Dataplane V2, one autoscaled pool per node group (GKE's
+    managed autoscaler), the default pool removed (GKE always creates one named "default-pool"), then the rendered
+    ServiceAccounts' IAM service accounts."""
     project, region = _require(cluster, "project"), _require(cluster, "region")
     where = [f"--project={project}", f"--region={region}"]
     commands = [
@@ -134,6 +172,7 @@ def build_gke_commands(cluster: Cluster) -> list[list[str]]:
             f"--node-locations={region}-b",
             f"--cluster-version={cluster.kubernetes_version}",
             f"--workload-pool={project}.svc.id.goog",
+            *GKE_NETWORK_POLICY,
             "--num-nodes=1",
         ]
     ]
@@ -158,11 +197,12 @@ def build_gke_commands(cluster: Cluster) -> list[list[str]]:
     commands.append(
         ["gcloud", "container", "node-pools", "delete", "default-pool", f"--cluster={cluster.name}", *where, "--quiet"]
     )
-    return commands
+    return commands + build_gke_identity_commands(cluster, identities(cluster, objects))
 
 
-def build_aks_commands(cluster: Cluster) -> list[list[str]]:
-    """az commands: a cluster with OIDC + Workload Identity and AKS's autoscaler, then the workers pool."""
+def build_aks_commands(cluster: Cluster, objects: list[dict[str, Any]]) -> list[list[str]]:
+    """az commands: a cluster with OIDC + Workload Identity, Cilium NetworkPolicy and AKS's autoscaler, the workers
+    pool, then a federated managed identity per rendered ServiceAccount identity."""
     group, location = _require(cluster, "resourceGroup"), _require(cluster, "region")
     core, *others = node_groups(cluster)
     commands = [
@@ -176,6 +216,8 @@ def build_aks_commands(cluster: Cluster) -> list[list[str]]:
             f"--kubernetes-version={cluster.kubernetes_version}",
             "--enable-oidc-issuer",
             "--enable-workload-identity",
+            *AKS_NETWORK,
+            f"--max-pods={AKS_MAX_PODS}",
             f"--nodepool-name={core.name}",
             f"--node-vm-size={core.instance_type}",
             f"--node-count={core.desired}",
@@ -197,12 +239,13 @@ def build_aks_commands(cluster: Cluster) -> list[list[str]]:
                 f"--name={g.name}",
                 f"--node-vm-size={g.instance_type}",
                 f"--node-count={g.desired}",
+                f"--max-pods={AKS_MAX_PODS}",
                 "--enable-cluster-autoscaler",
                 f"--min-count={g.min_size}",
                 f"--max-count={g.max_size}",
             ]
         )
-    return commands
+    return commands + build_aks_identity_commands(cluster, identities(cluster, objects))
 
 
 def build_minikube_command(cluster: Cluster) -> list[str]:
@@ -213,24 +256,46 @@ def build_minikube_command(cluster: Cluster) -> list[str]:
         f"--cpus={MINIKUBE['cpus']}",
         f"--memory={MINIKUBE['memory']}",
         f"--disk-size={MINIKUBE['disk']}",
+        MINIKUBE_CNI,
         f"--kubernetes-version=v{cluster.kubernetes_version}.0",
     ]
 
 
-def build_plan(cluster: Cluster) -> str:
-    """What `cluster.py plan` prints for a cluster."""
+def shell_line(command: list[str]) -> str:
+    """One command as a shell line: words quoted, except the substitutions the shell must run."""
+    return " ".join(word if isinstance(word, Shell) else shlex.quote(word) for word in command)
+
+
+def capacity_lines(cluster: Cluster) -> list[str]:
+    """What one node of each group leaves for pods (the figures the render-time check uses)."""
+    lines = []
+    for g in node_groups(cluster):
+        room = allocatable(cluster.cloud, g.instance_type)
+        if room is not None:
+            lines.append(f"# node group {g.name}: {room.describe()} (dask_platform/nodes.py)")
+    return lines
+
+
+def build_plan(cluster: Cluster, objects: list[dict[str, Any]]) -> str:
+    """What `dask-platform plan` prints for a cluster, from its cluster.yaml and its rendered objects."""
+    notes, after = capacity_lines(cluster), []
     if cluster.cloud == "aws":
-        config = build_eksctl_config(cluster)
-        return (
-            f"# eksctl ClusterConfig for {cluster.name}: save as eksctl.yaml, then\n"
-            f"#   eksctl create cluster -f eksctl.yaml\n" + yaml.safe_dump(config, sort_keys=False)
-        )
+        config = build_eksctl_config(cluster, objects)
+        head = [
+            f"# eksctl ClusterConfig for {cluster.name}: save as eksctl.yaml, then",
+            "#   eksctl create cluster -f eksctl.yaml",
+        ]
+        return "\n".join([*head, *notes]) + "\n" + yaml.safe_dump(config, sort_keys=False)
     if cluster.cloud == "gcp":
-        commands = build_gke_commands(cluster)
+        commands = build_gke_commands(cluster, objects)
     elif cluster.cloud == "azure":
-        commands = build_aks_commands(cluster)
+        commands = build_aks_commands(cluster, objects)
+        after.append(
+            "# then put each identity's client id (az identity show --query clientId) in clusters/"
+            f"{cluster.name}/cluster.yaml as the ServiceAccount's azure.workload.identity/client-id"
+        )
     elif cluster.cloud == "minikube":
         commands = [build_minikube_command(cluster)]
     else:
         raise UserError(f"no provisioning plan for cloud {cluster.cloud!r}", file=cluster.path, key_path="cloud")
-    return "\n".join(shlex.join(c) for c in commands) + "\n"
+    return "\n".join([*notes, *(shell_line(c) for c in commands), *after]) + "\n"

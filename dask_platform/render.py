@@ -118,3 +118,13 @@ def render_outputs(tree: RepoTree, names: list[str] | None = None, helm: Path | 
 def committed_objects(tree: RepoTree, name: str) -> list[dict[str, Any]]:
     """A cluster's objects as its rendered/ folder holds them."""
     return [tree.load_mapping(p) for p in sorted(tree.rendered_dir(name).glob("*.yaml"))]
+
+
+def rendered_objects(tree: RepoTree, name: str) -> list[dict[str, Any]]:
+    """A cluster's committed objects (what Argo CD applies), or a clear error when it was never rendered."""
+    objects = committed_objects(tree, name)
+    if not objects:
+        raise UserError(
+            f"no rendered objects in {tree.rel(tree.rendered_dir(name))}: run `dask-platform render {name}`"
+        )
+    return objects
