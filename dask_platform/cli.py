@@ -92,11 +92,14 @@ def versions() -> None:
 @click.pass_context
 @report_user_errors
 def show(ctx: click.Context) -> None:
-    """Print the derived facts as JSON (image tag, pins)."""
+    """Print the derived facts as JSON (image tag, pins, supported Kubernetes minors)."""
+    from dask_platform.clusters import supported_kubernetes_minors
     from dask_platform.environment import load_environment
 
-    env = load_environment(tree_of(ctx))
-    click.echo(json.dumps({**asdict(env), "image_tag": env.image_tag, "gpu_image_tag": env.gpu_image_tag}, indent=2))
+    tree = tree_of(ctx)
+    env = load_environment(tree)
+    facts = {**asdict(env), "image_tag": env.image_tag, "gpu_image_tag": env.gpu_image_tag}
+    click.echo(json.dumps({**facts, "kubernetes_minors": supported_kubernetes_minors(tree)}, indent=2))
 
 
 @versions.command()

@@ -120,7 +120,7 @@ def load_rendered(name: str) -> list[dict[str, Any]]:
 def test_argo_sync_applies_then_prunes_to_exactly_the_new_set(api, name: str, scratch: RepoTree, helm):
     objects, left_out = served(api, load_rendered(name))
     # The 1.20 server has no policy/v1: PodDisruptionBudgets are left out here (named below) and validated
-    # offline for 1.29-1.33 by tests/test_kubernetes_valid.py.
+    # offline for every supported minor by tests/test_kubernetes_valid.py.
     assert {entry.split()[1].split("/")[0] for entry in left_out} <= {"PodDisruptionBudget"}, left_out
     assert any(entry.startswith("policy/v1 PodDisruptionBudget/dask-worker-") for entry in left_out)
     namespace = objects[0]["metadata"].get("namespace", "dask")

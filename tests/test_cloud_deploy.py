@@ -155,3 +155,81 @@ def test_gke_pods_may_reach_the_metadata_server_for_workload_identity_and_nothin
                 assert blocks == wanted, (name, policy["metadata"]["name"])
             else:
                 assert blocks == [], (name, policy["metadata"]["name"])
+
+
+# --- cluster-autoscaler -------------------------------------------------------------------------------------------
+
+# The ClusterRole rules kubernetes/autoscaler ships (charts/cluster-autoscaler/templates/clusterrole.yaml, and
+# cluster-autoscaler/cloudprovider/aws/examples/cluster-autoscaler-autodiscover.yaml), by the minor that added them.
+# Left out on purpose: the `extensions` group (removed in Kubernetes 1.22), `endpoints` and the cluster-wide
+# configmaps rule (resource locks older than the Lease one our flags use; the status ConfigMap is in our Role).
+UPSTREAM_CLUSTER_ROLE = [
+    ("1.0", "", "events", {"create", "patch"}),
+    ("1.0", "", "pods/eviction", {"create"}),
+    ("1.0", "", "pods/status", {"update"}),
+    ("1.0", "", "nodes", {"watch", "list", "get", "update"}),
+    ("1.0", "", "namespaces", {"watch", "list", "get"}),
+    ("1.0", "", "pods", {"watch", "list", "get"}),
+    ("1.0", "", "services", {"watch", "list", "get"}),
+    ("1.0", "", "replicationcontrollers", {"watch", "list", "get"}),
+    ("1.0", "", "persistentvolumeclaims", {"watch", "list", "get"}),
+    ("1.0", "", "persistentvolumes", {"watch", "list", "get"}),
+    ("1.0", "batch", "jobs", {"watch", "list", "get"}),
+    ("1.0", "batch", "cronjobs", {"watch", "list", "get"}),
+    ("1.0", "policy", "poddisruptionbudgets", {"watch", "list"}),
+    ("1.0", "apps", "daemonsets", {"watch", "list", "get"}),
+    ("1.0", "apps", "replicasets", {"watch", "list", "get"}),
+    ("1.0", "apps", "statefulsets", {"watch", "list", "get"}),
+    ("1.0", "storage.k8s.io", "storageclasses", {"watch", "list", "get"}),
+    ("1.0", "storage.k8s.io", "csinodes", {"watch", "list", "get"}),
+    ("1.0", "storage.k8s.io", "csidrivers", {"watch", "list", "get"}),
+    ("1.0", "storage.k8s.io", "csistoragecapacities", {"watch", "list", "get"}),
+    ("1.32", "storage.k8s.io", "volumeattachments", {"watch", "list", "get"}),  # issue #7663, PR #7904
+    ("1.35", "resource.k8s.io", "resourceclaims", {"watch", "list", "get"}),  # DRA always on: PR #10278
+    ("1.35", "resource.k8s.io", "resourceslices", {"watch", "list", "get"}),
+    ("1.35", "resource.k8s.io", "deviceclasses", {"watch", "list", "get"}),
+]
+
+
+def _minor(version: str) -> tuple[int, int]:
+    major, minor = version.split(".")
+    return int(major), int(minor)
+
+
+@pytest.mark.parametrize("minor", ["1.35", "1.36"])
+def test_autoscaler_rbac_grants_what_upstream_ships_for_each_supported_minor(scratch: RepoTree, helm, minor):
+    from dask_platform.clusters import supported_kubernetes_minors
+
+    assert minor in supported_kubernetes_minors(scratch)
+    path = scratch.cluster_file("aws-example")
+    settings = yaml.safe_load(path.read_text())
+    settings["kubernetesVersion"] = minor
+    path.write_text(yaml.safe_dump(settings))
+    [r] = render.render_clusters(scratch, ["aws-example"], helm)
+    [role] = objects_of(r, "ClusterRole").values()
+    granted = {
+        (group, resource): set(rule["verbs"])
+        for rule in role["rules"]
+        if not rule.get("resourceNames")
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    for since, group, resource, verbs in UPSTREAM_CLUSTER_ROLE:
+        if _minor(since) <= _minor(minor):
+            assert verbs <= granted.get((group, resource), set()), (minor, group, resource)
+
+
+def test_autoscaler_is_system_cluster_critical_and_its_metrics_reachable_by_the_scraper(scratch: RepoTree, helm):
+    """Upstream's chart runs it as system-cluster-critical, so a Dask pod cannot preempt it; metricsFrom (the
+    scraper's peers) reaches its metrics port through the NetworkPolicy."""
+    path = scratch.cluster_file("aws-example")
+    settings = yaml.safe_load(path.read_text())
+    scraper = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    settings["values"]["global"] = {"networkPolicy": {"metricsFrom": [scraper]}}
+    path.write_text(yaml.safe_dump(settings))
+    [r] = render.render_clusters(scratch, ["aws-example"], helm)
+    deployment = objects_of(r, "Deployment")["dask-cluster-autoscaler"]
+    assert deployment["spec"]["template"]["spec"]["priorityClassName"] == "system-cluster-critical"
+    port = deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]
+    policy = objects_of(r, "NetworkPolicy")["dask-cluster-autoscaler"]
+    assert policy["spec"]["ingress"] == [{"from": [scraper], "ports": [{"port": port["name"], "protocol": "TCP"}]}]

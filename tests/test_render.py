@@ -108,10 +108,10 @@ def test_cluster_autoscaler_only_on_aws_with_the_right_args(rendered, clouds_by_
 
 def test_cluster_autoscaler_image_follows_kubernetes_version(scratch: RepoTree, helm):
     path = scratch.cluster_file("aws-example")
-    path.write_text(path.read_text().replace('kubernetesVersion: "1.31"', 'kubernetesVersion: "1.33"'))
+    path.write_text(path.read_text().replace('kubernetesVersion: "1.35"', 'kubernetesVersion: "1.36"'))
     [r] = render.render_clusters(scratch, ["aws-example"], helm)
     image = objects_of(r, "Deployment")["dask-cluster-autoscaler"]["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert ":v1.33." in image
+    assert ":v1.36." in image
 
 
 def test_worker_threads_and_memory_limit_follow_resources(rendered):

@@ -21,7 +21,7 @@ def add_cluster(tree: RepoTree, cluster: dict, cloud_values: dict | None = None,
         tree.values_file(cloud).write_text(yaml.safe_dump(cloud_values))
     path = tree.cluster_file("c1")
     path.parent.mkdir(parents=True)
-    doc = {"cloud": cloud, "namespace": "dask", "kubernetesVersion": "1.32", **cluster}
+    doc = {"cloud": cloud, "namespace": "dask", "kubernetesVersion": "1.36", **cluster}
     path.write_text(yaml.safe_dump(doc))
     return tree
 
@@ -76,8 +76,8 @@ BAD_VALUES = [
     ({"jupyter": {"persistence": {"size": "lots"}}}, "values.jupyter.persistence.size"),
     ({"cluster-autoscaler": {"enabled": True}}, "cluster-autoscaler"),
     (
-        {"cluster-autoscaler": {"image": {"tagByKubernetesMinor": {"1.31": "latest"}}}},
-        "values.cluster-autoscaler.image.tagByKubernetesMinor.1.31",
+        {"cluster-autoscaler": {"image": {"tagByKubernetesMinor": {"1.36": "latest"}}}},
+        "values.cluster-autoscaler.image.tagByKubernetesMinor.1.36",
     ),
     ({"dask": {"serviceAccount": {"annotations": {"a": 1}}}}, "values.dask.serviceAccount.annotations.a"),
     ({"global": {"podLabels": ["a"]}}, "values.global.podLabels"),
@@ -159,6 +159,7 @@ def test_at_least_twenty_bad_cases():
 BAD_CLUSTERS = [
     ({"cloud": "openstack"}, "key cloud: unknown cloud 'openstack'"),
     ({"kubernetesVersion": "1.20"}, "key kubernetesVersion: Kubernetes 1.20 is not supported"),
+    ({"kubernetesVersion": "1.34"}, "key kubernetesVersion: Kubernetes 1.34 is not supported: expected one of 1.35, 1.36"),
     ({"kubernetesVersion": 1.3}, "key kubernetesVersion"),
     ({"namespace": "Dask_NS"}, "key namespace"),
     ({"clsuter": "x"}, "key clsuter: unknown key 'clsuter'"),
