@@ -159,7 +159,10 @@ def test_at_least_twenty_bad_cases():
 BAD_CLUSTERS = [
     ({"cloud": "openstack"}, "key cloud: unknown cloud 'openstack'"),
     ({"kubernetesVersion": "1.20"}, "key kubernetesVersion: Kubernetes 1.20 is not supported"),
-    ({"kubernetesVersion": "1.34"}, "key kubernetesVersion: Kubernetes 1.34 is not supported: expected one of 1.35, 1.36"),
+    (
+        {"kubernetesVersion": "1.34"},
+        "key kubernetesVersion: Kubernetes 1.34 is not supported: expected one of 1.35, 1.36",
+    ),
     ({"kubernetesVersion": 1.3}, "key kubernetesVersion"),
     ({"namespace": "Dask_NS"}, "key namespace"),
     ({"clsuter": "x"}, "key clsuter: unknown key 'clsuter'"),
