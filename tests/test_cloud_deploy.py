@@ -233,3 +233,43 @@ def test_autoscaler_is_system_cluster_critical_and_its_metrics_reachable_by_the_
     port = deployment["spec"]["template"]["spec"]["containers"][0]["ports"][0]
     policy = objects_of(r, "NetworkPolicy")["dask-cluster-autoscaler"]
     assert policy["spec"]["ingress"] == [{"from": [scraper], "ports": [{"port": port["name"], "protocol": "TCP"}]}]
+
+
+# --- GPU workers ----------------------------------------------------------------------------------------------------
+
+# Node labels each cloud itself sets on a GPU node group's nodes (sources in values/<cloud>.yaml beside the
+# selectors): a selector on any other label never matches, and the group stays Pending.
+CLOUD_SET_NODE_LABELS = {
+    "aws": {"eks.amazonaws.com/nodegroup"},
+    "gcp": {"cloud.google.com/gke-nodepool", "cloud.google.com/gke-accelerator"},
+    "azure": {"kubernetes.azure.com/agentpool", "kubernetes.azure.com/accelerator"},
+}
+
+
+@pytest.mark.parametrize("name", ["aws-example", "gcp-example", "azure-example"])
+def test_gpu_workers_select_labels_the_cloud_sets_and_cache_kernels_on_a_writable_path(scratch: RepoTree, helm, name):
+    path = scratch.cluster_file(name)
+    settings = yaml.safe_load(path.read_text())
+    settings.setdefault("values", {}).setdefault("dask", {})["workerGroups"] = {"gpu": {"enabled": True}}
+    path.write_text(yaml.safe_dump(settings))
+    [r] = render.render_clusters(scratch, [name], helm)
+    spec = objects_of(r, "Deployment")["dask-worker-gpu"]["spec"]["template"]["spec"]
+    assert set(spec["nodeSelector"]) <= CLOUD_SET_NODE_LABELS[settings["cloud"]], spec["nodeSelector"]
+    [container] = spec["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    empty_dirs = {v["name"] for v in spec["volumes"] if "emptyDir" in v}
+    assert env["CUPY_CACHE_DIR"].startswith("/tmp/") and mounts["/tmp"] in empty_dirs
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True  # why the default ~/.cupy cannot work
+
+
+def test_the_gpu_image_carries_the_cuda_runtime_libraries():
+    """CuPy's `ctk` extra installs the CUDA components as wheels (docs.cupy.dev install), so the -gpu image needs
+    only the node's driver."""
+    from tests.conftest import REPO
+
+    lock = (REPO.root / "requirements/image-gpu.txt").read_text()
+    assert "\ncupy-cuda12x==" in lock
+    for wheel in ("nvidia-cuda-runtime-cu12==", "nvidia-cuda-nvrtc-cu12==", "nvidia-cublas-cu12=="):
+        assert f"\n{wheel}" in lock, wheel
+    assert "nvidia-cuda-runtime-cu12" not in (REPO.root / "requirements/image.txt").read_text()
