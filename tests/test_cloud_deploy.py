@@ -273,3 +273,28 @@ def test_the_gpu_image_carries_the_cuda_runtime_libraries():
     for wheel in ("nvidia-cuda-runtime-cu12==", "nvidia-cuda-nvrtc-cu12==", "nvidia-cublas-cu12=="):
         assert f"\n{wheel}" in lock, wheel
     assert "nvidia-cuda-runtime-cu12" not in (REPO.root / "requirements/image.txt").read_text()
+
+
+# --- storage for Jupyter's home -------------------------------------------------------------------------------------
+
+# The StorageClass each cloud creates itself (sources in values/<cloud>.yaml); EKS creates no gp3 class.
+CLOUD_STORAGE_CLASSES = {"gcp": "standard-rwo", "azure": "managed-csi", "minikube": "standard"}
+
+
+@pytest.mark.parametrize("name", ["aws-example", "gcp-example", "azure-example", "minikube"])
+def test_jupyter_home_gets_a_storage_class_that_exists(scratch: RepoTree, helm, name):
+    path = scratch.cluster_file(name)
+    settings = yaml.safe_load(path.read_text())
+    settings.setdefault("values", {})["jupyter"] = {"persistence": {"enabled": True}}
+    path.write_text(yaml.safe_dump(settings))
+    [r] = render.render_clusters(scratch, [name], helm)
+    [claim] = objects_of(r, "PersistentVolumeClaim").values()
+    wanted = claim["spec"]["storageClassName"]
+    created = objects_of(r, "StorageClass")
+    if settings["cloud"] == "aws":
+        # made by the chart for the EBS CSI driver that the plan installs (test_provision checks the add-on)
+        assert created[wanted]["provisioner"] == "ebs.csi.aws.com"
+        assert created[wanted]["parameters"] == {"type": "gp3"}
+        assert created[wanted]["volumeBindingMode"] == "WaitForFirstConsumer"
+    else:
+        assert created == {} and wanted == CLOUD_STORAGE_CLASSES[settings["cloud"]]
