@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import select
 import socket
 import threading
@@ -75,6 +76,24 @@ def _port_free(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+def _refuse_fast(address: str) -> None:
+    """A closed port is known at once: say so instead of letting distributed retry until its timeout. Anything
+    else (no route, a slow network, an accepting port) is left to the Client and its timeout."""
+    match = re.fullmatch(r"tcp://\[?([^\]]+?)\]?:([0-9]+)", address)
+    if not match:
+        return
+    try:
+        with socket.create_connection((match.group(1), int(match.group(2))), timeout=2):
+            return
+    except ConnectionRefusedError:
+        raise UserError(
+            f"the Dask scheduler at {address} refused the connection: nothing listens on that port. Is the "
+            "scheduler running, and is that its comm port (8786 by default)?"
+        ) from None
+    except OSError:
+        return
+
+
 def connect(address: str, timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S, attempts: int = 1) -> Any:
     """A Client connected to ``address``; a clear UserError when nothing answers within ``timeout_s``.
 
@@ -82,6 +101,7 @@ def connect(address: str, timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S, attempts
     and stays silent (another service on that port, a port-forward stream that never delivers) would hang the
     run: the connection is made in a helper thread and given up after the timeout. With ``attempts`` > 1 (a
     port-forward, where every connection gets a new stream), a silent connection is tried again."""
+    _refuse_fast(address)
     from distributed import Client
 
     for _ in range(attempts):
