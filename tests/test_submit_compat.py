@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dask_platform.submit.compat import COMPARED, is_critical, version_table
 from jobs.runtime import VERSIONED_PACKAGES
 
@@ -33,6 +35,13 @@ def test_equal_versions_pass():
     assert report.critical == [] and report.minor == []
 
 
+def test_a_cluster_without_workers_compares_client_and_scheduler_only():
+    """No workers (scaled to zero, or not yet started) is not a difference in every package."""
+    assert version_table(versions({}, {})).critical == []
+    report = version_table(versions({}, {"distributed": "2025.3.0"}))
+    assert report.critical == ["distributed"]
+
+
 def test_a_different_distributed_on_a_worker_is_critical_and_shown():
     report = version_table(versions({}, {}, {}, {"distributed": "2025.3.0"}))
     assert report.critical == ["distributed"]
@@ -62,3 +71,58 @@ def test_one_list_of_compared_packages():
         "scikit-learn",
         "pandas",
     ]
+
+
+# An older distributed, as on a cluster not yet upgraded: its scheduler refuses the current Client's first call.
+OLD_DISTRIBUTED = "2025.3.0"
+
+
+@pytest.fixture(scope="module")
+def old_scheduler(tmp_path_factory):
+    """A real `dask scheduler` from distributed 2025.3.0 in a side virtual environment (pip, as the machine's own
+    configuration says), on 127.0.0.1."""
+    import subprocess
+    import sys
+
+    from tests.support.daskproc import free_port, wait_for_port
+
+    env_dir = tmp_path_factory.mktemp("old-distributed") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
+    pins = [f"distributed=={OLD_DISTRIBUTED}", f"dask=={OLD_DISTRIBUTED}"]
+    pip = [str(env_dir / "bin/python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pins]
+    subprocess.run(pip, check=True, capture_output=True)
+    port = free_port()
+    log = env_dir.parent / "scheduler.log"
+    command = [str(env_dir / "bin/dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port)]
+    with log.open("w") as out:
+        proc = subprocess.Popen([*command, "--dashboard-address", ":0"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port, proc, log)
+        yield f"tcp://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.mark.dask
+@pytest.mark.slow
+def test_an_older_scheduler_gets_the_version_table_not_a_traceback(old_scheduler, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from tests.support.daskproc import small_run_args
+
+    start = time.perf_counter()
+    args = [sys.executable, "-m", "dask_platform", "submit", *small_run_args(tmp_path, "--scheduler", old_scheduler)]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    took = time.perf_counter() - start
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    first, *table = proc.stderr.strip().splitlines()
+    assert first.startswith("error: client and cluster versions differ in dask, distributed"), first
+    assert "failed the client's first call" in first
+    rows = {line.split()[0]: line.split() for line in table[1:]}
+    assert rows["distributed"][2] == OLD_DISTRIBUTED and rows["distributed"][-1] == "differs"
+    assert took < 15, took  # the issue's bound; typically 5 s here, mostly imports
+    assert not list((tmp_path / "results").glob("*"))

@@ -48,11 +48,34 @@ def version_table(versions: dict[str, Any]) -> VersionReport:
     workers = [pkgs(w) for w in versions.get("workers", {}).values()]
     rows, critical, minor = [], [], []
     for name in COMPARED:
-        worker_values = sorted({w.get(name, "-") for w in workers}) or ["-"]
-        values = {client.get(name, "-"), scheduler.get(name, "-"), *worker_values}
+        worker_values = sorted({w.get(name, "-") for w in workers})
+        values = {client.get(name, "-"), scheduler.get(name, "-"), *worker_values}  # no workers: nothing to compare
+        worker_values = worker_values or ["-"]
         if name == "python":  # pickles cross patch releases of one minor
             values = {".".join(v.split(".")[:2]) for v in values}
         rows.append((name, client.get(name, "-"), scheduler.get(name, "-"), ", ".join(worker_values)))
         if len(values) > 1:
             (critical if is_critical(name) else minor).append(name)
     return VersionReport(rows, critical, minor)
+
+
+def remote_versions(address: str, timeout_s: float) -> dict[str, Any]:
+    """What ``Client.get_versions`` returns, asked without a Client: the scheduler's ``versions`` handler and its
+    ``broadcast`` to the workers, which every distributed release has answered with the same arguments. Used when
+    a Client cannot even start (an older scheduler refuses a newer client's first call)."""
+    import asyncio
+
+    from distributed.core import rpc
+    from distributed.versions import get_versions
+
+    packages = list(VERSIONED_PACKAGES)
+
+    async def ask() -> dict[str, Any]:
+        async with rpc(address, timeout=timeout_s) as scheduler:
+            versions = await asyncio.wait_for(scheduler.versions(packages=packages), timeout_s)
+            workers = await asyncio.wait_for(
+                scheduler.broadcast(msg={"op": "versions", "packages": packages}), timeout_s
+            )
+        return {"client": get_versions(packages=packages), "scheduler": versions, "workers": workers}
+
+    return asyncio.run(ask())

@@ -13,7 +13,7 @@ from typing import Any
 from distributed.versions import VersionMismatchWarning
 
 from dask_platform.environment import load_environment
-from dask_platform.errors import VersionMismatch
+from dask_platform.errors import UserError, VersionMismatch
 from dask_platform.repo import RepoTree
 from dask_platform.submit.access import (
     connect,
@@ -21,7 +21,7 @@ from dask_platform.submit.access import (
     port_forward,
     scheduler_service,
 )
-from dask_platform.submit.compat import COMPARED, version_table
+from dask_platform.submit.compat import COMPARED, remote_versions, version_table
 from dask_platform.submit.shipping import ensure_job_code
 from dask_platform.submit.target import Connection, RunTarget, resolve_run_target
 from jobs.registry import get_job
@@ -44,7 +44,7 @@ def submit(
     warnings.filterwarnings("ignore", category=VersionMismatchWarning)
     with contextlib.ExitStack() as stack:
         address = start_or_reach(tree, target, conn, stack, echo)
-        client = connect(address, conn.connect_timeout, attempts=3 if target.kind == "cluster" else 1)
+        client = connect_or_explain(address, conn, attempts=3 if target.kind == "cluster" else 1)
         stack.callback(client.close)
         if target.kind == "embedded":
             shipping = "embedded cluster: workers share this Python environment"
@@ -56,6 +56,28 @@ def submit(
         summary = job.run(client, options, scheduler_address=address, code_shipping=shipping)
     echo(job.format(summary))
     return summary
+
+
+def connect_or_explain(address: str, conn: Connection, attempts: int) -> Any:
+    """``connect``, and when the scheduler fails the Client's first call (an older or newer distributed whose
+    handlers take other arguments), the version table instead of the scheduler's traceback: exit 3."""
+    try:
+        return connect(address, conn.connect_timeout, attempts=attempts)
+    except UserError:
+        raise
+    except Exception as exc:
+        cause = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+        try:
+            report = version_table(remote_versions(address, conn.connect_timeout))
+        except Exception:
+            raise UserError(f"the Dask scheduler at {address} failed the client's first call ({cause})") from None
+        if report.critical:
+            raise VersionMismatch(
+                f"client and cluster versions differ in {', '.join(report.critical)}: the scheduler failed the "
+                f"client's first call ({cause}). Use the platform image's environment (requirements/lock.txt):\n"
+                f"{report.table()}"
+            ) from None
+        raise UserError(f"the Dask scheduler at {address} failed the client's first call ({cause})") from None
 
 
 def check_versions(client: Any, allow_mismatch: bool, echo: Callable[[str], None]) -> None:
@@ -116,7 +138,7 @@ def cluster_versions(tree: RepoTree, target: RunTarget, conn: Connection) -> dic
         return {}
     with contextlib.ExitStack() as stack:
         address = start_or_reach(tree, target, conn, stack, lambda _: None)
-        client = connect(address, conn.connect_timeout, attempts=3 if target.kind == "cluster" else 1)
+        client = connect_or_explain(address, conn, attempts=3 if target.kind == "cluster" else 1)
         stack.callback(client.close)
         return client.get_versions(packages=list(VERSIONED_PACKAGES))
 
