@@ -61,6 +61,15 @@ def archive(layout: Layout, name: str) -> Path:
     return layout.state / "images" / f"{name}.tar"
 
 
+def push_archive(buildah: Buildah, image: str, dest: Path) -> None:
+    """Write ``image`` to the docker-archive ``dest``, replacing an older build atomically (buildah refuses to add
+    to an existing archive, and a half-written one must never be imported)."""
+    partial = dest.with_name(dest.name + ".partial")
+    partial.unlink(missing_ok=True)
+    buildah("push", image, f"docker-archive:{partial}:{image}")
+    os.replace(partial, dest)
+
+
 def built(layout: Layout, name: str, key: str) -> bool:
     stamp = layout.state / "images" / f"{name}.key"
     return archive(layout, name).is_file() and stamp.is_file() and stamp.read_text() == key
@@ -87,7 +96,7 @@ def build_pause(layout: Layout, echo: Callable[[str], None]) -> Path:
         buildah("commit", ctr, PAUSE_IMAGE)
     finally:
         buildah("rm", ctr)
-    buildah("push", PAUSE_IMAGE, f"docker-archive:{archive(layout, 'pause')}:{PAUSE_IMAGE}")
+    push_archive(buildah, PAUSE_IMAGE, archive(layout, "pause"))
     mark_built(layout, "pause", key)
     return archive(layout, "pause")
 
@@ -172,7 +181,7 @@ def build_platform(tree: RepoTree, layout: Layout, image: str, echo: Callable[[s
         args += ["--secret", f"id=cacert,src={cert}"]
     buildah = Buildah(layout)
     buildah(*args, str(tree.root))
-    buildah("push", image, f"docker-archive:{archive(layout, 'platform')}:{image}")
+    push_archive(buildah, image, archive(layout, "platform"))
     mark_built(layout, "platform", key)
     return archive(layout, "platform")
 
