@@ -60,7 +60,8 @@ def test_jupyters_scheduler_address_connects(tmp_path: Path):
         workers = client.scheduler_info(n_workers=-1)["workers"].values()
         assert len(workers) == 2
         assert {w["name"] for w in workers} == {"dask-worker-default-0", "dask-worker-default-1"}
-        assert all(w["memory_limit"] == 2 * 2**30 for w in workers)  # --memory-limit from limits.memory
+        # --memory-limit: dask.memoryLimitFraction (0.9) of limits.memory, the rest headroom for nanny and preStop
+        assert all(w["memory_limit"] == int(2 * 2**30 * 0.9) for w in workers)
         assert client.submit(sum, [1, 2, 3]).result() == 6
         # The URL a KEDA ScaledObject polls (rendered in tests/scenarios/all-features-values.yaml) answers with the
         # scheduler's adaptive target, because the rendered scheduler env enables the API route.

@@ -122,7 +122,8 @@ def test_worker_threads_and_memory_limit_follow_resources(rendered):
             container = dep["spec"]["template"]["spec"]["containers"][0]
             args = dict(a.split("=", 1) for a in container["args"][1:] if "=" in a)
             limits = container["resources"]["limits"]
-            assert to_bytes(args["--memory-limit"]) == to_bytes(limits["memory"]), (name, dep_name)
+            expected = int(to_bytes(limits["memory"]) * r.values.effective["dask"]["memoryLimitFraction"])
+            assert int(args["--memory-limit"]) == expected < to_bytes(limits["memory"]), (name, dep_name)
             assert int(args["--nthreads"]) == max(1, int(to_cpus(limits["cpu"]))), (name, dep_name)
 
 

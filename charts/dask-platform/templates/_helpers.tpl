@@ -192,18 +192,18 @@ imagePullSecrets:
 {{- end }}
 
 {{- /*
-dp.daskMemory: a Kubernetes memory quantity as Dask's --memory-limit understands it
-(4Gi -> 4GiB, 1500M -> 1500MB, 1k -> 1kB, 2147483648 -> 2147483648). Takes the quantity string.
+dp.memoryBytes: a Kubernetes memory quantity in bytes ("12Gi" -> 12884901888, "1500M" -> 1500000000).
+Takes the quantity string.
 */ -}}
-{{- define "dp.daskMemory" -}}
+{{- define "dp.memoryBytes" -}}
 {{- $q := toString . -}}
-{{- if regexMatch "^[0-9]+(\\.[0-9]+)?(Ki|Mi|Gi|Ti|k|M|G|T)$" $q -}}
-{{- printf "%sB" $q -}}
-{{- else if regexMatch "^[0-9]+$" $q -}}
-{{- $q -}}
-{{- else -}}
+{{- $units := dict "" 1 "k" 1000 "M" 1000000 "G" 1000000000 "T" 1000000000000 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 -}}
+{{- $m := regexFind "^[0-9]+(\\.[0-9]+)?" $q -}}
+{{- $unit := trimPrefix $m $q -}}
+{{- if or (not $m) (not (hasKey $units $unit)) -}}
 {{- fail (printf "memory quantity %q: expected a number with an optional k, M, G, T, Ki, Mi, Gi or Ti suffix" $q) -}}
 {{- end -}}
+{{- mulf (float64 $m) (index $units $unit) | floor | int64 -}}
 {{- end }}
 
 {{- /*
@@ -223,7 +223,8 @@ Takes the quantity string.
 
 {{- /*
 dp.setupWave: the Argo CD sync-wave annotation of objects that workloads depend on (ServiceAccounts, RBAC,
-PersistentVolumeClaims): wave -1 syncs, and must be healthy, before the Deployments of wave 0.
+StorageClasses): wave -1 syncs, and must be healthy, before the Deployments of wave 0. Never on a
+PersistentVolumeClaim (see jupyter's persistentvolumeclaim.yaml).
 */ -}}
 {{- define "dp.setupWave" -}}
 argocd.argoproj.io/sync-wave: "-1"

@@ -1,0 +1,91 @@
+"""Day-2 behaviour a live cluster shows (Argo CD syncs, KEDA, drains, upgrades), pinned on the rendered objects;
+each fact's source is named beside it."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from dask_platform import render
+from dask_platform.repo import RepoTree
+from tests.conftest import objects_of
+
+pytestmark = pytest.mark.helm
+
+
+def render_with(scratch: RepoTree, helm, name: str, values: dict):
+    path = scratch.cluster_file(name)
+    settings = yaml.safe_load(path.read_text())
+    settings["values"] = values
+    path.write_text(yaml.safe_dump(settings))
+    [r] = render.render_clusters(scratch, [name], helm)
+    return r
+
+
+def dashboard_peers(r) -> list[dict]:
+    policy = objects_of(r, "NetworkPolicy")["dask-scheduler"]
+    dashboard = r.values.effective["global"]["ports"]["dashboard"]
+    return [
+        peer for rule in policy["spec"]["ingress"] if rule["ports"][0]["port"] == dashboard for peer in rule["from"]
+    ]
+
+
+KEDA_PEER = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}}
+
+
+def test_keda_reads_the_adaptive_target_by_the_fully_qualified_name_and_may_reach_it(scratch: RepoTree, helm):
+    """The keda-operator pod polls the URL from KEDA's namespace (KEDA docs, operate/cluster): the short Service
+    name does not resolve there, and the default-deny policy must let that namespace in."""
+    autoscaled = {"dask": {"workerGroups": {"default": {"autoscaling": {"enabled": True}}}}}
+    r = render_with(scratch, helm, "minikube", autoscaled)
+    [scaled] = objects_of(r, "ScaledObject").values()
+    url = scaled["spec"]["triggers"][0]["metadata"]["url"]
+    assert url == "http://dask-scheduler.dask.svc.cluster.local:8787/api/v1/adaptive_target"
+    assert KEDA_PEER in dashboard_peers(r)
+
+
+def test_without_autoscaling_keda_gets_no_way_in(rendered):
+    for r in rendered.values():
+        assert KEDA_PEER not in dashboard_peers(r)
+
+
+def test_the_scheduler_may_reach_the_worker_dashboards_it_proxies(rendered):
+    """distributed/http/proxy.py: the scheduler dashboard's worker links go through the scheduler to each worker's
+    dashboard port."""
+    for r in rendered.values():
+        policy = objects_of(r, "NetworkPolicy")["dask-scheduler"]
+        ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
+        assert r.values.effective["global"]["ports"]["workerDashboard"] in ports
+
+
+def test_jupyter_home_claim_syncs_with_its_pod_not_before_it(scratch: RepoTree, helm):
+    """A WaitForFirstConsumer claim stays Pending (Argo CD: Progressing) until a pod mounts it; in an earlier sync
+    wave it would wait forever (argo-cd docs sync-waves.md; argo-cd issue #12840)."""
+    r = render_with(scratch, helm, "gcp-example", {"jupyter": {"persistence": {"enabled": True}}})
+    [claim] = objects_of(r, "PersistentVolumeClaim").values()
+    deployment = objects_of(r, "Deployment")["dask-jupyter"]
+    wave = "argocd.argoproj.io/sync-wave"
+    assert claim["metadata"].get("annotations", {}).get(wave) == deployment["metadata"].get("annotations", {}).get(wave)
+
+
+def test_jupyter_on_emptydir_is_not_evicted_by_node_scale_down(scratch: RepoTree, helm, rendered):
+    """autoscaler FAQ: safe-to-evict "false" blocks scale-down; our autoscaler runs with
+    --skip-nodes-with-local-storage=false, so an emptyDir home alone would not."""
+    key = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+    for r in rendered.values():
+        pod = objects_of(r, "Deployment")["dask-jupyter"]["spec"]["template"]["metadata"]
+        assert pod["annotations"][key] == "false"
+    r = render_with(scratch, helm, "aws-example", {"jupyter": {"persistence": {"enabled": True}}})
+    pod = objects_of(r, "Deployment")["dask-jupyter"]["spec"]["template"]["metadata"]
+    assert key not in pod.get("annotations", {})
+
+
+def test_the_scheduler_has_no_pdb_by_default_so_managed_upgrades_do_not_stall(scratch: RepoTree, helm, rendered):
+    """EKS fails a node-group update after 15 min of PodEvictionFailure, AKS after drainTimeoutInMinutes: the
+    scheduler is kept from the autoscaler by its annotation instead, and a PDB is an opt-in."""
+    for r in rendered.values():
+        assert "dask-scheduler" not in objects_of(r, "PodDisruptionBudget")
+        pod = objects_of(r, "Deployment")["dask-scheduler"]["spec"]["template"]["metadata"]
+        assert pod["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
+    r = render_with(scratch, helm, "aws-example", {"dask": {"scheduler": {"disruptionBudget": True}}})
+    assert objects_of(r, "PodDisruptionBudget")["dask-scheduler"]["spec"]["minAvailable"] == 1
