@@ -112,7 +112,14 @@ def render_outputs(tree: RepoTree, names: list[str] | None = None, helm: Path | 
     others = load_clusters(tree, [n for n in tree.cluster_names() if n not in fresh])
     objects = [o for r in chosen for o in r.objects] + [o for c in others for o in committed_objects(tree, c.name)]
     clusters = sorted([r.cluster for r in chosen] + others, key=lambda c: c.name)
-    return [r.output for r in chosen] + argocd_outputs(tree, clusters, objects)
+    possible = all_feature_objects(tree, helm or find_helm())
+    return [r.output for r in chosen] + argocd_outputs(tree, clusters, objects, possible)
+
+
+def all_feature_objects(tree: RepoTree, helm: Path) -> list[dict[str, Any]]:
+    """The chart rendered with every optional feature on: every kind a values change could add to a cluster."""
+    values = tree.load_mapping(tree.all_features_values)
+    return asyncio.run(template_objects(helm, tree.chart, "dask", "dask", values))
 
 
 def committed_objects(tree: RepoTree, name: str) -> list[dict[str, Any]]:

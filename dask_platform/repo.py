@@ -71,6 +71,11 @@ class RepoTree:
         return self.root / "requirements" / "image.txt"
 
     @property
+    def all_features_values(self) -> Path:
+        """Values that turn every optional chart feature on (what the AppProject must allow)."""
+        return self.chart / "scenarios" / "all-features-values.yaml"
+
+    @property
     def crd_dir(self) -> Path:
         """The npm project whose packages carry the CRD schemas (Argo CD, KEDA, prometheus-operator)."""
         return self.root / "scripts" / "crd"

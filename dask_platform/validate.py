@@ -26,7 +26,7 @@ from dask_platform.environment import version_outputs
 from dask_platform.errors import UserError, display_path
 from dask_platform.helmbin import find_helm
 from dask_platform.policy import check_objects
-from dask_platform.render import HelmError, RenderedCluster, render_clusters
+from dask_platform.render import HelmError, RenderedCluster, all_feature_objects, render_clusters
 from dask_platform.repo import RepoTree
 from dask_platform.schema import schema_outputs
 
@@ -174,14 +174,15 @@ def check_policy(r: RenderedCluster) -> list[Problem]:
     ]
 
 
-def check_drift(tree: RepoTree, rendered: dict[str, RenderedCluster]) -> list[Problem]:
+def check_drift(tree: RepoTree, rendered: dict[str, RenderedCluster], helm: Path) -> list[Problem]:
     """Every generated file against its generator: rendered/, the Argo CD manifests (when every cluster
     rendered), values.schema.json and the files derived from the pins."""
     outputs: list[tuple[generated.AnyOutput, str]] = [(r.output, "render --all") for r in rendered.values()]
     if set(rendered) == set(tree.cluster_names()):
         objects = [o for r in rendered.values() for o in r.objects]
         clusters = [r.cluster for r in rendered.values()]
-        outputs += [(o, "render --all") for o in argocd_outputs(tree, clusters, objects)]
+        possible = all_feature_objects(tree, helm)
+        outputs += [(o, "render --all") for o in argocd_outputs(tree, clusters, objects, possible)]
     outputs += [(o, "schema") for o in schema_outputs(tree)]
     outputs += [(o, "versions sync") for o in version_outputs(tree)]
     return [
@@ -192,12 +193,13 @@ def check_drift(tree: RepoTree, rendered: dict[str, RenderedCluster]) -> list[Pr
 
 
 def run_checks(tree: RepoTree, base: str | None = None, helm: Path | None = None) -> Report:
-    rendered, problems = render_each(tree, helm or find_helm())
+    helm = helm or find_helm()
+    rendered, problems = render_each(tree, helm)
     report = Report(clusters=tree.cluster_names(), problems=problems)
     for r in rendered.values():
         report.objects += len(r.objects)
         report.problems += check_kubernetes_schemas(r) + check_crd_schemas(tree, r) + check_policy(r)
-    report.problems += check_drift(tree, rendered)
+    report.problems += check_drift(tree, rendered, helm)
     if base:
         report.changes = change_summary(tree, base, rendered.values())
     return report

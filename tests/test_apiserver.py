@@ -267,6 +267,91 @@ def _replicas(api, namespace: str, name: str) -> int:
     return deployment.get(name=name, namespace=namespace).spec.replicas
 
 
+# --- switching a worker group to autoscaling ------------------------------------------------------------------
+
+ARGO_MANAGER = "argocd-controller"  # the field manager of Argo CD's server-side apply (argo-cd docs, sync-options.md)
+
+
+def worker_deployment(scratch: RepoTree, helm, namespace: str, workers: dict[str, Any]) -> dict[str, Any]:
+    path = scratch.cluster_file("minikube")
+    doc = yaml.safe_load(path.read_text())
+    doc["namespace"] = namespace
+    doc["values"] = {"dask": {"workerGroups": {"default": workers}}}
+    path.write_text(yaml.safe_dump(doc))
+    [r] = render_clusters(scratch, ["minikube"], helm)
+    return next(o for o in r.objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "dask-worker-default")
+
+
+def apply_as(api, obj: dict[str, Any], manager: str) -> None:
+    resource = dynamic(api).resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+    meta = obj["metadata"]
+    dynamic(api).server_side_apply(
+        resource, body=obj, name=meta["name"], namespace=meta["namespace"], field_manager=manager, force_conflicts=True
+    )
+
+
+def argo_sync_respecting(api, desired: dict[str, Any], application: dict[str, Any]) -> None:
+    """Argo CD's sync with RespectIgnoreDifferences=true: each field the Application's ignoreDifferences names for
+    this kind takes its live value before the apply (argo-cd docs sync-options.md; controller/sync.go
+    normalizeTargetResources). Uses the generated Application, so its settings are what is tested."""
+    import copy
+
+    assert "RespectIgnoreDifferences=true" in application["spec"]["syncPolicy"]["syncOptions"]
+    desired = copy.deepcopy(desired)
+    live = dynamic(api).resources.get(api_version="apps/v1", kind="Deployment")
+    live_obj = live.get(name=desired["metadata"]["name"], namespace=desired["metadata"]["namespace"]).to_dict()
+    group = desired["apiVersion"].rpartition("/")[0]
+    for rule in application["spec"]["ignoreDifferences"]:
+        if (rule["group"], rule["kind"]) != (group, desired["kind"]):
+            continue
+        for pointer in rule["jsonPointers"]:
+            *parents, leaf = pointer.strip("/").split("/")
+            src, dst = live_obj, desired
+            for part in parents:
+                src, dst = src[part], dst.setdefault(part, {})
+            dst[leaf] = src[leaf]
+    apply_as(api, desired, ARGO_MANAGER)
+
+
+def test_switching_a_group_to_autoscaling_keeps_its_running_replicas(api, scratch: RepoTree, helm):
+    """4 workers, KEDA's HPA scales them to 6, then a values PR turns autoscaling on: the sync keeps 6. The two
+    mechanisms, each shown to matter: the chart keeps rendering spec.replicas (without it a plain server-side apply
+    drops the field and the Deployment falls to 1), and the Applications ignore /spec/replicas and respect that at
+    sync (without it a sync would reset KEDA's count to the rendered one)."""
+    from kubernetes import client
+
+    namespace = "switch"
+    ensure_namespace(api, namespace)
+    fixed = worker_deployment(scratch, helm, namespace, {"replicas": 4})
+    scaled = worker_deployment(scratch, helm, namespace, {"replicas": 4, "autoscaling": {"enabled": True}})
+    assert scaled["spec"]["replicas"] == 4
+    application = yaml.safe_load(REPO.application_file("minikube").read_text())
+    name = fixed["metadata"]["name"]
+    apps = client.AppsV1Api(api)
+
+    def hpa_scales_to(n: int) -> None:  # what KEDA's HPA does: the scale subresource, as the controller manager
+        apps.patch_namespaced_deployment_scale(
+            name, namespace, {"spec": {"replicas": n}}, field_manager="kube-controller-manager"
+        )
+
+    apply_as(api, fixed, ARGO_MANAGER)
+    hpa_scales_to(6)
+    argo_sync_respecting(api, scaled, application)
+    assert _replicas(api, namespace, name) == 6  # the switch keeps what runs
+    hpa_scales_to(7)
+    argo_sync_respecting(api, scaled, application)
+    assert _replicas(api, namespace, name) == 7  # and later syncs keep KEDA's count
+
+    # Without RespectIgnoreDifferences: the rendered count comes back, but never a drop to 1.
+    apply_as(api, scaled, ARGO_MANAGER)
+    assert _replicas(api, namespace, name) == 4
+    # What the chart did before (spec.replicas omitted once autoscaling is on): the field is dropped, 1 replica.
+    apply_as(api, fixed, ARGO_MANAGER)
+    omitted = {**scaled, "spec": {k: v for k, v in scaled["spec"].items() if k != "replicas"}}
+    apply_as(api, omitted, ARGO_MANAGER)
+    assert _replicas(api, namespace, name) == 1
+
+
 # --- RBAC -----------------------------------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from dask_platform import generated
 from dask_platform.argocd import argocd_outputs, load_settings
 from dask_platform.clusters import load_cluster
 from dask_platform.crdschema import SchemaToolMissing, validate_custom
+from dask_platform.render import all_feature_objects
 from tests.conftest import REPO
 
 SETTINGS = load_settings(REPO)
@@ -52,10 +54,10 @@ def test_crd_validation_catches_a_bad_manifest():
 
 
 @pytest.mark.helm
-def test_committed_argo_manifests_are_generated(rendered):
+def test_committed_argo_manifests_are_generated(rendered, helm):
     clusters = [r.cluster for r in rendered.values()]
     objects = [o for r in rendered.values() for o in r.objects]
-    outputs = argocd_outputs(REPO, clusters, objects)
+    outputs = argocd_outputs(REPO, clusters, objects, all_feature_objects(REPO, helm))
     assert {o.path for o in outputs} == set(argo_objects())
     for output in outputs:
         assert generated.diff(output) == "", f"{output.path} is stale: run dask-platform render --all"
@@ -96,13 +98,14 @@ def test_appproject_allows_exactly_what_the_clusters_need():
     assert project["sourceRepos"] == [SETTINGS.repo_url]
     allowed_ns = {(k["group"], k["kind"]) for k in project["namespaceResourceWhitelist"]}
     allowed_cluster = {(k["group"], k["kind"]) for k in project["clusterResourceWhitelist"]}
-    destinations = {(d["server"], d["namespace"]) for d in project["destinations"]}
+    destinations = [dict(d) for d in project["destinations"]]
     assert "*" not in {k for _, k in allowed_ns | allowed_cluster}
     assert allowed_cluster <= {
         ("", "Namespace"),
         ("rbac.authorization.k8s.io", "ClusterRole"),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
         ("scheduling.k8s.io", "PriorityClass"),
+        ("storage.k8s.io", "StorageClass"),
     }
     for name in REPO.cluster_names():
         cluster = load_cluster(REPO, name)
@@ -111,7 +114,25 @@ def test_appproject_allows_exactly_what_the_clusters_need():
             key = (obj["apiVersion"].rpartition("/")[0], obj["kind"])
             assert key in (allowed_ns if obj["metadata"].get("namespace") else allowed_cluster), path
         app = yaml.safe_load(REPO.application_file(name).read_text())
-        assert (app["spec"]["destination"]["server"], cluster.namespace) in destinations
+        assert app["spec"]["destination"] in destinations
+        assert app["spec"]["destination"]["namespace"] == cluster.namespace
+
+
+def template_kinds() -> set[str]:
+    """Every kind a template of the chart can render (its top-level `kind:` lines)."""
+    kinds = set()
+    for path in REPO.chart.rglob("templates/**/*.yaml"):
+        kinds |= set(re.findall(r"^kind: (\w+)$", path.read_text(), flags=re.M))
+    return kinds
+
+
+def test_appproject_allows_every_kind_the_chart_can_render():
+    """A values PR that turns on persistence, an Ingress, a PodMonitor or autoscaling must not hit "not permitted
+    in project": the whitelist comes from the all-features scenario, which must turn on every template."""
+    project = yaml.safe_load((REPO.argocd_dir / "appproject.yaml").read_text())["spec"]
+    allowed = {k["kind"] for k in project["namespaceResourceWhitelist"] + project["clusterResourceWhitelist"]}
+    assert {"PersistentVolumeClaim", "Ingress", "PodMonitor", "ScaledObject", "StorageClass"} <= allowed
+    assert template_kinds() <= allowed, template_kinds() - allowed
 
 
 def test_setup_objects_sync_before_workloads():
@@ -121,9 +142,8 @@ def test_setup_objects_sync_before_workloads():
         "RoleBinding",
         "ClusterRole",
         "ClusterRoleBinding",
-        "PersistentVolumeClaim",
         "PriorityClass",
-    }
+    }  # not PersistentVolumeClaim: it syncs with its pod (see test_day2.py)
     for path in CLUSTERS_DIR.glob("*/rendered/*.yaml"):
         obj = yaml.safe_load(path.read_text())
         wave = int((obj["metadata"].get("annotations") or {}).get("argocd.argoproj.io/sync-wave", "0"))
@@ -141,3 +161,66 @@ def test_bootstrap_applies_exactly_the_committed_manifests(name: str):
     objects = list(yaml.safe_load_all(result.output))
     assert objects[0] == yaml.safe_load((REPO.argocd_dir / "appproject.yaml").read_text())
     assert objects[1] == yaml.safe_load(REPO.application_file(name).read_text())
+
+
+def appset_application(appset: dict, cluster_file: Path) -> dict:
+    """What the ApplicationSet's git files generator makes of one cluster.yaml: the template's `{{ .path.* }}` and
+    `{{ .namespace }}` fields, then the templatePatch's destination (its if/else on `.argocd`), evaluated here for
+    exactly the forms our template uses (anything else fails the test)."""
+    data = yaml.safe_load(cluster_file.read_text())
+    folder = cluster_file.parent.relative_to(REPO.root).as_posix()
+    fields = {"{{ .path.basename }}": cluster_file.parent.name, "{{ .path.path }}": folder}
+    fields["{{ .namespace }}"] = data["namespace"]
+    text = yaml.safe_dump(appset["spec"]["template"])
+    for placeholder, value in fields.items():
+        text = text.replace(placeholder, value)
+    assert "{{" not in text, text
+    app = yaml.safe_load(text)
+    patch = appset["spec"]["templatePatch"]
+    chosen = "name" if "name" in data["argocd"] else "server"
+    branch = re.search(r'if hasKey \.argocd "name" }}\n(.*?)\n.*?else }}\n(.*?)\n', patch, flags=re.S)
+    line = branch.group(1) if chosen == "name" else branch.group(2)
+    key, template = line.strip().split(": ", 1)
+    assert key == chosen and template == f"{{{{ .argocd.{chosen} | quote }}}}", line
+    app["spec"]["destination"][key] = data["argocd"][chosen]
+    return app
+
+
+def test_applications_have_distinct_names_and_destinations_in_both_routes():
+    """The ApplicationSet (one Argo CD for the fleet) and bootstrap's per-cluster Application must not overwrite
+    each other, and no two clusters may be sent to the same place."""
+    appset = yaml.safe_load((REPO.argocd_dir / "applicationset.yaml").read_text())
+    generated = [appset_application(appset, REPO.cluster_file(n)) for n in REPO.cluster_names()]
+    bootstrapped = [yaml.safe_load(REPO.application_file(n).read_text()) for n in REPO.cluster_names()]
+    names = [a["metadata"]["name"] for a in generated + bootstrapped]
+    assert len(set(names)) == len(names) == 2 * len(REPO.cluster_names()), names
+    for apps in (generated, bootstrapped):
+        destinations = [tuple(sorted(a["spec"]["destination"].items())) for a in apps]
+        assert len(set(destinations)) == len(destinations), destinations
+        for app in apps:
+            assert len({"name", "server"} & set(app["spec"]["destination"])) == 1  # Argo CD refuses both
+    for gen, boot in zip(generated, bootstrapped, strict=True):
+        assert gen["spec"]["destination"] == boot["spec"]["destination"]
+        assert gen["spec"]["source"] == boot["spec"]["source"]
+
+
+@pytest.mark.parametrize(
+    ("argocd", "expected"),
+    [
+        (None, "key (top level): 'argocd' is a required property"),
+        ({"name": "a", "server": "https://b"}, "key argocd: {'name': 'a', 'server': 'https://b'} has too many"),
+        ({"server": "http://b"}, "key argocd.server: 'http://b' does not match"),
+    ],
+)
+def test_a_cluster_must_name_its_argo_cd_destination(scratch, argocd, expected):
+    from dask_platform.errors import UserError
+
+    path = scratch.cluster_file("minikube")
+    data = yaml.safe_load(path.read_text())
+    data.pop("argocd")
+    if argocd is not None:
+        data["argocd"] = argocd
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(UserError) as info:
+        load_cluster(scratch, "minikube")
+    assert str(info.value).startswith(f"{path}: {expected}"), str(info.value)

@@ -63,8 +63,8 @@ def test_jupyters_scheduler_address_connects(tmp_path: Path):
         # --memory-limit: dask.memoryLimitFraction (0.9) of limits.memory, the rest headroom for nanny and preStop
         assert all(w["memory_limit"] == int(2 * 2**30 * 0.9) for w in workers)
         assert client.submit(sum, [1, 2, 3]).result() == 6
-        # The URL a KEDA ScaledObject polls (rendered in tests/scenarios/all-features-values.yaml) answers with the
-        # scheduler's adaptive target, because the rendered scheduler env enables the API route.
+        # The URL a KEDA ScaledObject polls (rendered in charts/dask-platform/scenarios/all-features-values.yaml)
+        # answers with the scheduler's adaptive target, because the rendered scheduler env enables the API route.
         import json as _json
         import urllib.request
 

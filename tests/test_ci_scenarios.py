@@ -23,7 +23,7 @@ REPO_ROOT, CHART_DIR = REPO.root, REPO.chart
 
 BIN = Path(sys.executable).parent
 WORKFLOWS = sorted((REPO_ROOT / ".github/workflows").glob("*.yml"))
-SCENARIOS = sorted((CHART_DIR / "ci").glob("*-values.yaml")) + sorted((REPO_ROOT / "tests/scenarios").glob("*.yaml"))
+SCENARIOS = [*sorted((CHART_DIR / "ci").glob("*-values.yaml")), REPO.all_features_values]
 
 
 def test_actionlint():
@@ -108,7 +108,7 @@ def test_scenario_lints_renders_and_validates(scenario: Path, helm: Path):
 
 @pytest.mark.helm
 def test_all_features_scenario_turns_everything_on(helm: Path):
-    objects = render(helm, REPO_ROOT / "tests/scenarios/all-features-values.yaml")
+    objects = render(helm, REPO.all_features_values)
     kinds = {o["kind"] for o in objects}
     assert {
         "PersistentVolumeClaim",

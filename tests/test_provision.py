@@ -96,7 +96,7 @@ def test_plan_output_parses():
 def test_node_group_overrides_and_their_errors(scratch: RepoTree):
     folder = scratch.clusters_dir / "c"
     folder.mkdir(parents=True)
-    base = "cloud: aws\nnamespace: dask\nkubernetesVersion: '1.35'\nregion: us-east-1\n"
+    base = "cloud: aws\nnamespace: dask\nkubernetesVersion: '1.35'\nregion: us-east-1\nargocd: {name: c}\n"
     (folder / "cluster.yaml").write_text(base + "nodeGroups:\n  workers: {instanceType: m6i.2xlarge, maxSize: 20}\n")
     groups = {g.name: g for g in node_groups(load_cluster(scratch, "c"))}
     assert groups["workers"].instance_type == "m6i.2xlarge" and groups["workers"].max_size == 20

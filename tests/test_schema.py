@@ -21,7 +21,7 @@ def add_cluster(tree: RepoTree, cluster: dict, cloud_values: dict | None = None,
         tree.values_file(cloud).write_text(yaml.safe_dump(cloud_values))
     path = tree.cluster_file("c1")
     path.parent.mkdir(parents=True)
-    doc = {"cloud": cloud, "namespace": "dask", "kubernetesVersion": "1.36", **cluster}
+    doc = {"cloud": cloud, "namespace": "dask", "kubernetesVersion": "1.36", "argocd": {"name": "c1"}, **cluster}
     path.write_text(yaml.safe_dump(doc))
     return tree
 

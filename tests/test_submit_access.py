@@ -23,7 +23,9 @@ def test_cluster_scheduler_service_comes_from_the_rendered_manifests(name: str):
 
 def test_unrendered_cluster_is_a_clear_error(scratch: RepoTree):
     scratch.cluster_file("c").parent.mkdir()
-    scratch.cluster_file("c").write_text("cloud: minikube\nnamespace: d\nkubernetesVersion: '1.36'\n")
+    scratch.cluster_file("c").write_text(
+        "cloud: minikube\nnamespace: d\nkubernetesVersion: '1.36'\nargocd: {name: c}\n"
+    )
     with pytest.raises(UserError, match=r"no rendered scheduler Service: run `dask-platform render c`"):
         scheduler_service(scratch, "c")
 

@@ -68,7 +68,13 @@ def running_node(tree: RepoTree) -> Iterator[Node]:
 def node_cluster(tree: RepoTree, name: str = "node") -> str:
     """A cluster folder in ``tree`` for the node: minikube's values with the ci/ scenario sized for 2 cores."""
     scenario = yaml.safe_load((tree.chart / "ci" / SCENARIO).read_text())
-    doc = {"cloud": "minikube", "namespace": NAMESPACE, "kubernetesVersion": "1.36", "values": scenario}
+    doc = {
+        "cloud": "minikube",
+        "namespace": NAMESPACE,
+        "kubernetesVersion": "1.36",
+        "argocd": {"server": "https://kubernetes.default.svc"},
+        "values": scenario,
+    }
     path = tree.cluster_file(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
