@@ -3,8 +3,11 @@
 pyproject.toml holds the pinned runtime packages ([project] dependencies, the notebook and gpu extras), the Python
 version and the image repository ([tool.dask-platform]). From them this module derives:
 
-- the platform image tag, ``<dask version>-py<python>`` (GPU variant: ``...-gpu``);
-- the chart's ``appVersion`` (the Dask version) and ``global.image.{repository,tag}`` defaults;
+- the platform image tag, ``<dask version>-py<python>-<build>`` (GPU variant: ``...-gpu``), where ``<build>`` is a
+  hash of everything the image is built from (image_inputs): a changed lock, Dockerfile or job module gives a new
+  tag, so every build is addressable, nodes never run two builds under one tag, and a changed image rolls the pods;
+- the charts' ``appVersion`` (the Dask version: the platform release the labels carry) and
+  ``global.image.{repository,tag}`` defaults;
 - ``binder/environment.yml``, the conda environment for laptops, Binder and repo2docker;
 - the Python version the Dockerfile builds from.
 
@@ -15,6 +18,7 @@ version and the image repository ([tool.dask-platform]). From them this module d
 
 from __future__ import annotations
 
+import hashlib
 import re
 import tomllib
 from dataclasses import dataclass
@@ -33,10 +37,11 @@ class Environment:
     dask: str
     image_repository: str
     pins: dict[str, str]  # the direct runtime pins (dependencies + notebook extra)
+    build: str  # hash of the image's inputs (image_inputs)
 
     @property
     def image_tag(self) -> str:
-        return f"{self.dask}-py{self.python}"
+        return f"{self.dask}-py{self.python}-{self.build}"
 
     @property
     def gpu_image_tag(self) -> str:
@@ -48,6 +53,20 @@ def _pin(requirement: str, source: Path) -> tuple[str, str]:
     if not match:
         raise UserError(f"{requirement!r}: every runtime dependency must be pinned with ==", file=source)
     return match.group(1).lower(), match.group(3)
+
+
+def image_inputs(tree: RepoTree) -> list[Path]:
+    """Everything docker/Dockerfile builds the image from: the Dockerfile, the image locks and the jobs package."""
+    locks = [tree.image_lock, tree.root / "requirements" / "image-gpu.txt"]
+    return [tree.dockerfile, *locks, *sorted(tree.jobs_dir.rglob("*.py"))]
+
+
+def build_id(tree: RepoTree) -> str:
+    """10 hex digits of a SHA-256 over the image inputs' paths and contents."""
+    digest = hashlib.sha256()
+    for path in image_inputs(tree):
+        digest.update(path.relative_to(tree.root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:10]
 
 
 def load_environment(tree: RepoTree) -> Environment:
@@ -62,7 +81,7 @@ def load_environment(tree: RepoTree) -> Environment:
     pins.update(_pin(r, pyproject) for r in project.get("optional-dependencies", {}).get("notebook", []))
     if "dask" not in pins:
         raise UserError("dask must be pinned", file=pyproject, key_path="project.dependencies")
-    return Environment(settings["python"], pins["dask"], settings["image"], pins)
+    return Environment(settings["python"], pins["dask"], settings["image"], pins, build_id(tree))
 
 
 def read_lock(path: Path) -> dict[str, str]:
@@ -130,9 +149,10 @@ def dockerfile(env: Environment, text: str, source: Path) -> str:
 def version_outputs(tree: RepoTree) -> list[Output]:
     """Every file (or line of a file) derived from the pins, with the text it should have."""
     env = load_environment(tree)
-    chart_file, values_file = tree.chart / "Chart.yaml", tree.chart / "values.yaml"
+    values_file = tree.chart / "values.yaml"
+    charts = [tree.chart / "Chart.yaml", *sorted(tree.chart.glob("charts/*/Chart.yaml"))]
     return [
-        Output(chart_file, chart_yaml(env, tree.read_text(chart_file), chart_file)),
+        *(Output(chart, chart_yaml(env, tree.read_text(chart), chart)) for chart in charts),
         Output(values_file, chart_values(env, tree.read_text(values_file), values_file)),
         Output(tree.dockerfile, dockerfile(env, tree.read_text(tree.dockerfile), tree.dockerfile)),
         Output(tree.conda_environment, environment_yml(env, tree.image_lock)),

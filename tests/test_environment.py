@@ -42,9 +42,28 @@ def test_image_and_laptop_share_every_common_version():
 def test_chart_deploys_the_tag_the_environment_pins():
     values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
     chart = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())
-    assert values["global"]["image"]["tag"] == ENV.image_tag == f"{LOCK['dask']}-py{ENV.python}"
+    assert values["global"]["image"]["tag"] == ENV.image_tag == f"{LOCK['dask']}-py{ENV.python}-{ENV.build}"
     assert values["global"]["image"]["repository"] == ENV.image_repository
     assert chart["appVersion"] == LOCK["dask"] == LOCK["distributed"]
+    for sub in CHART_DIR.glob("charts/*/Chart.yaml"):  # the version label every object carries
+        assert yaml.safe_load(sub.read_text())["appVersion"] == LOCK["dask"], sub
+
+
+def test_every_image_build_has_its_own_tag(scratch):
+    """A job module, an image lock or the Dockerfile changed: a new tag, so nodes never run two builds under one
+    tag and the Deployments roll. Anything else (docs, tooling, values): the same tag."""
+    from dask_platform.environment import image_inputs
+
+    base = load_environment(scratch).image_tag
+    assert scratch.jobs_dir / "rossmann" / "model.py" in image_inputs(scratch)
+    readme = scratch.root / "README.md"
+    readme.write_text(readme.read_text() + "\nmore\n")
+    assert load_environment(scratch).image_tag == base
+    for path in (scratch.jobs_dir / "rossmann" / "model.py", scratch.image_lock, scratch.dockerfile):
+        before = load_environment(scratch).image_tag
+        path.write_text(path.read_text() + "\n# changed\n")
+        after = load_environment(scratch).image_tag
+        assert after != before and after.startswith(f"{ENV.dask}-py{ENV.python}-"), path
 
 
 def test_rendered_clusters_run_the_pinned_image():

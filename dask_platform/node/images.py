@@ -161,15 +161,9 @@ def build_base(layout: Layout, echo: Callable[[str], None]) -> None:
     mark_built(layout, "python-base", key)
 
 
-def platform_inputs(tree: RepoTree) -> bytes:
-    files = [tree.dockerfile, tree.image_lock, tree.root / "requirements" / "image-gpu.txt"]
-    files += sorted(tree.jobs_dir.rglob("*.py"))
-    return b"".join(p.read_bytes() for p in files)
-
-
 def build_platform(tree: RepoTree, layout: Layout, image: str, echo: Callable[[str], None]) -> Path:
     """docker/Dockerfile built by buildah over the local base; returns the archive to import."""
-    key = content_key(platform_inputs(tree), image.encode())
+    key = content_key(image.encode())  # the tag carries the hash of the image's inputs (environment.build_id)
     if built(layout, "platform", key):
         return archive(layout, "platform")
     build_base(layout, echo)

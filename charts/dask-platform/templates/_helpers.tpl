@@ -34,14 +34,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
 {{- /*
-dp.labels: the labels every object carries: the selector labels plus version and ownership.
+dp.labels: the labels every object carries: the selector labels plus version (the chart's appVersion, the
+platform release; the image tag also changes with every build) and ownership.
 Args: root, component.
 */ -}}
 {{- define "dp.labels" -}}
 {{ include "dp.selectorLabels" . }}
 app.kubernetes.io/part-of: dask-platform
 app.kubernetes.io/managed-by: {{ .root.Release.Service }}
-app.kubernetes.io/version: {{ .root.Values.global.image.tag | quote }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
 helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
 {{- end }}
 
