@@ -89,3 +89,21 @@ def test_the_scheduler_has_no_pdb_by_default_so_managed_upgrades_do_not_stall(sc
         assert pod["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
     r = render_with(scratch, helm, "aws-example", {"dask": {"scheduler": {"disruptionBudget": True}}})
     assert objects_of(r, "PodDisruptionBudget")["dask-scheduler"]["spec"]["minAvailable"] == 1
+
+
+def test_no_probe_kills_or_unroutes_a_busy_pod_after_one_second(scratch: RepoTree, helm):
+    """A busy event loop answers late: every probe allows at least 5 s, and the scheduler's liveness is TCP on its
+    comm port (the listener answers while the loop is busy; the node test SIGSTOPs a scheduler for 20 s)."""
+    r = render_with(scratch, helm, "aws-example", {"dask": {"workerGroups": {"default": {"replicas": 1}}}})
+    probes = 0
+    for name, dep in objects_of(r, "Deployment").items():
+        for container in dep["spec"]["template"]["spec"]["containers"]:
+            for kind in ("livenessProbe", "readinessProbe", "startupProbe"):
+                probe = container.get(kind)
+                if probe:
+                    probes += 1
+                    assert probe.get("timeoutSeconds", 1) >= 5, (name, kind)
+                    assert probe.get("timeoutSeconds", 1) * probe.get("failureThreshold", 3) >= 15, (name, kind)
+    assert probes >= 6
+    scheduler = objects_of(r, "Deployment")["dask-scheduler"]["spec"]["template"]["spec"]["containers"][0]
+    assert scheduler["livenessProbe"]["tcpSocket"]["port"] == "tcp-comm"
