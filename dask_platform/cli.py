@@ -32,7 +32,7 @@ import click
 from dask_platform import generated
 from dask_platform.errors import UserError, display_path, report_user_errors
 from dask_platform.repo import RepoTree
-from dask_platform.submit.target import DEFAULT_CONNECT_TIMEOUT_S, Connection
+from dask_platform.submit.target import DEFAULT_CONNECT_TIMEOUT_S, DEFAULT_WORKER_TIMEOUT_S, Connection
 from jobs.registry import JOBS, get_job
 
 
@@ -188,11 +188,31 @@ def validate(ctx: click.Context, base: str | None, markdown: bool) -> None:
 def plan(ctx: click.Context, cluster: str) -> None:
     """Print how to create CLUSTER (nothing is run)."""
     from dask_platform.clusters import load_cluster
+    from dask_platform.costs import build_cost_report, format_cost_report
     from dask_platform.provision import build_plan
     from dask_platform.render import rendered_objects
+    from dask_platform.values import build_values
 
     tree = tree_of(ctx)
-    click.echo(build_plan(load_cluster(tree, cluster), rendered_objects(tree, cluster)), nl=False)
+    chosen = load_cluster(tree, cluster)
+    report = build_cost_report(chosen, build_values(tree, chosen).effective)
+    click.echo("\n".join(format_cost_report(report)))
+    click.echo(build_plan(chosen, rendered_objects(tree, cluster)), nl=False)
+
+
+@main.command()
+@click.argument("cluster")
+@click.pass_context
+@report_user_errors
+def cost(ctx: click.Context, cluster: str) -> None:
+    """What CLUSTER costs per hour and month, idle and busy, and the command that deletes it."""
+    from dask_platform.clusters import load_cluster
+    from dask_platform.costs import build_cost_report, format_cost_report
+    from dask_platform.values import build_values
+
+    tree = tree_of(ctx)
+    chosen = load_cluster(tree, cluster)
+    click.echo("\n".join(format_cost_report(build_cost_report(chosen, build_values(tree, chosen).effective))))
 
 
 @main.command()
@@ -325,6 +345,13 @@ CONNECTION_OPTIONS = [
         help="Seconds to wait for the scheduler.",
     ),
     click.Option(["--allow-version-mismatch"], is_flag=True, help="Run even if client/cluster versions differ."),
+    click.Option(
+        ["--worker-timeout"],
+        type=float,
+        default=DEFAULT_WORKER_TIMEOUT_S,
+        show_default=True,
+        help="Seconds to wait for a first worker on a cluster scaled to zero.",
+    ),
 ]
 CONNECTION_FIELDS = {f.name for f in dataclasses.fields(Connection)}
 

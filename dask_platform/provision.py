@@ -42,9 +42,11 @@ class NodeGroup:
 
 # Per-cloud defaults: machine types sized for values/<cloud>.yaml (one 4-CPU/12-GiB worker per "workers" node).
 DEFAULT_NODE_GROUPS: dict[str, list[NodeGroup]] = {
-    "aws": [NodeGroup("core", "m6i.large", 1, 3, 2), NodeGroup("workers", "m6i.xlarge", 1, 10, 4)],
-    "gcp": [NodeGroup("core", "e2-standard-2", 1, 3, 2), NodeGroup("workers", "e2-standard-4", 1, 10, 4)],
-    "azure": [NodeGroup("core", "Standard_D2s_v5", 1, 3, 2), NodeGroup("workers", "Standard_D4s_v5", 1, 10, 4)],
+    # "workers" may shrink to no node: idle workers scale to zero (worker autoscaling with minReplicas 0), and the node
+    # autoscaler then removes their empty nodes. "core" keeps one node for the scheduler and Jupyter.
+    "aws": [NodeGroup("core", "m6i.large", 1, 3, 2), NodeGroup("workers", "m6i.xlarge", 0, 10, 4)],
+    "gcp": [NodeGroup("core", "e2-standard-2", 1, 3, 2), NodeGroup("workers", "e2-standard-4", 0, 10, 4)],
+    "azure": [NodeGroup("core", "Standard_D2s_v5", 1, 3, 2), NodeGroup("workers", "Standard_D4s_v5", 0, 10, 4)],
     "minikube": [],
 }
 # The node label each cloud puts on a node group's nodes (what values/<cloud>.yaml selects by).
@@ -120,6 +122,20 @@ def autoscaler_tags(cluster: Cluster) -> dict[str, str]:
     return {"k8s.io/cluster-autoscaler/enabled": "true", f"k8s.io/cluster-autoscaler/{cluster.name}": "owned"}
 
 
+# The ASG tag prefix cluster-autoscaler reads a node's labels from when the group has no node to look at, i.e. to
+# scale it up from zero (kubernetes/autoscaler cluster-autoscaler/cloudprovider/aws/README.md, "Auto-Discovery
+# Setup": k8s.io/cluster-autoscaler/node-template/label/<label>). EKS sets eks.amazonaws.com/nodegroup itself, so
+# no node group definition carries it: without this tag a pod selecting it could never wake an empty group.
+NODE_TEMPLATE_LABEL = "k8s.io/cluster-autoscaler/node-template/label/"
+
+
+def node_template_tags(cluster: Cluster, group: NodeGroup) -> dict[str, str]:
+    """The labels a node of ``group`` will carry, as node-template tags (the group label the chart selects by and
+    the group's own labels)."""
+    labels = {NODE_GROUP_LABEL[cluster.cloud]: group.name, "dask-platform/node-group": group.name, **group.labels}
+    return {NODE_TEMPLATE_LABEL + key: value for key, value in labels.items()}
+
+
 def build_eksctl_config(cluster: Cluster, objects: list[dict[str, Any]]) -> dict[str, Any]:
     """An eksctl ClusterConfig: OIDC on, one IAM role per rendered ServiceAccount identity (IRSA; no node-role
     policies, so other pods on a node do not get the autoscaler's rights), NetworkPolicy enforced, the EBS CSI
@@ -147,7 +163,7 @@ def build_eksctl_config(cluster: Cluster, objects: list[dict[str, Any]]) -> dict
                 "desiredCapacity": g.desired,
                 "volumeSize": 100,
                 "labels": {"dask-platform/node-group": g.name, **g.labels},
-                "tags": dict(tags),
+                "tags": {**tags, **node_template_tags(cluster, g)},
                 "propagateASGTags": True,
             }
             for g in node_groups(cluster)

@@ -302,6 +302,35 @@ def container_pid(node: Node, pod: Any) -> int:
     raise AssertionError(f"no task for container {cid}")
 
 
+def test_a_group_at_zero_wakes_when_a_job_arrives(node: Node, release, tree, tmp_path):
+    """Workers scaled to zero (as KEDA does with minReplicas 0 and no work): the job says what it waits for on one
+    line; the test then scales the group up as KEDA would on the adaptive target the job raised, and the job runs."""
+    from kubernetes import client
+
+    apps = client.AppsV1Api(node.api())
+
+    def scale(n: int) -> None:
+        apps.patch_namespaced_deployment_scale("dask-worker-default", NAMESPACE, {"spec": {"replicas": n}})
+
+    scale(0)
+    try:
+        wait_until(lambda: not pods(node, "worker"), 120, "the workers gone")
+        proc = start_submit(node, tree, tmp_path)
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("waiting for workers"):
+                break
+        assert lines and lines[-1].startswith("waiting for workers: 0 of 1 "), "".join(lines) + proc.stderr.read()
+        scale(2)
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+        assert "Traceback" not in err and "best params" in out.lower(), out[-2000:]
+    finally:
+        scale(2)
+        wait_until(lambda: all_ready(node), 180, "two workers Ready again")
+
+
 def test_a_paused_scheduler_is_not_restarted(node: Node, release):
     """SIGSTOP for 20 s, as a long GIL-holding graph would: liveness (TCP on the comm port) keeps passing."""
     pod = pods(node, "scheduler")[0]

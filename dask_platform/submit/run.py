@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -50,12 +51,38 @@ def submit(
             shipping = "embedded cluster: workers share this Python environment"
         else:
             check_versions(client, conn.allow_version_mismatch, echo)
+            wait_for_first_worker(client, conn.worker_timeout, echo)
             shipping = ensure_job_code(client)
             echo(f"code: {shipping}")
         echo(f"running {job_name} on {address} ({target.source})")
         summary = job.run(client, options, scheduler_address=address, code_shipping=shipping)
     echo(job.format(summary))
     return summary
+
+
+def wait_for_first_worker(client: Any, timeout_s: float, echo: Callable[[str], None]) -> None:
+    """A cluster whose workers scaled to zero: queue one tiny task, which raises the scheduler's adaptive target to
+    at least 1 (Scheduler.adaptive_target: unrunnable or queued tasks and no workers), so KEDA scales the group up;
+    say so on one line and wait for a worker, or stop with a clear error after ``timeout_s``."""
+    if client.scheduler_info(n_workers=-1)["workers"]:
+        return
+    wake = client.submit(sum, [0], pure=False, key=f"dask-platform-wake-{os.getpid()}")
+    try:
+        target, deadline = 0, time.monotonic() + 10
+        while target < 1 and time.monotonic() < deadline:  # until the scheduler has the task
+            target = client.sync(client.scheduler.adaptive_target)
+            time.sleep(0.1)
+        echo(f"waiting for workers: 0 of {target} (the worker group scales up from zero; up to {timeout_s:g} s)")
+        try:
+            client.wait_for_workers(1, timeout=timeout_s)
+        except TimeoutError:
+            raise UserError(
+                f"no worker joined the cluster within {timeout_s:g} s: a group at 0 replicas scales up only with "
+                "worker autoscaling on (dask.workerGroups.<group>.autoscaling, KEDA installed); otherwise raise its "
+                "replicas, or wait longer with --worker-timeout"
+            ) from None
+    finally:
+        wake.release()
 
 
 def connect_or_explain(address: str, conn: Connection, attempts: int) -> Any:

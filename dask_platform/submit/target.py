@@ -12,6 +12,11 @@ from dask_platform.errors import UserError
 DEFAULT_CONNECT_TIMEOUT_S = 8.0
 
 
+# A worker group scaled to zero comes back when its adaptive target rises: KEDA polls (10 s), the pod starts, and
+# on a cloud a node may have to be added first (a few minutes).
+DEFAULT_WORKER_TIMEOUT_S = 600.0
+
+
 @dataclass(frozen=True)
 class RunTarget:
     """Where to run, and which option or variable chose it."""
@@ -59,3 +64,4 @@ class Connection:
     memory_limit: str = "auto"
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
     allow_version_mismatch: bool = False
+    worker_timeout: float = DEFAULT_WORKER_TIMEOUT_S

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +57,7 @@ class LocalDask:
     address: str
     scheduler: subprocess.Popen
     workers: list[subprocess.Popen] = field(default_factory=list)
+    start_worker: Callable[[], subprocess.Popen] | None = None  # one more worker, as a scale-up would add
 
     def kill_worker(self, index: int) -> None:
         self.workers[index].send_signal(signal.SIGKILL)
@@ -109,25 +110,17 @@ def local_dask(
             ],
         )
         cluster = LocalDask(address, scheduler)
-        for i in range(n_workers):
-            cluster.workers.append(
-                start(
-                    f"worker-{i}",
-                    [
-                        "worker",
-                        address,
-                        "--nthreads",
-                        "1",
-                        "--memory-limit",
-                        memory_limit,
-                        "--host",
-                        "127.0.0.1",
-                        "--name",
-                        f"w{i}",
-                        "--nanny" if nanny else "--no-nanny",
-                    ],
-                )
-            )
+
+        def start_worker() -> subprocess.Popen:
+            i = len(cluster.workers)
+            args = ["worker", address, "--nthreads", "1", "--memory-limit", memory_limit, "--host", "127.0.0.1"]
+            worker = start(f"worker-{i}", [*args, "--name", f"w{i}", "--nanny" if nanny else "--no-nanny"])
+            cluster.workers.append(worker)
+            return worker
+
+        cluster.start_worker = start_worker
+        for _ in range(n_workers):
+            start_worker()
         wait_for_port(port, scheduler, logs / "scheduler.log")  # before workers and clients connect
         wait_for_workers(address, n_workers)
         yield cluster
