@@ -122,7 +122,8 @@ def local_dask(
         for _ in range(n_workers):
             start_worker()
         wait_for_port(port, scheduler, logs / "scheduler.log")  # before workers and clients connect
-        wait_for_workers(address, n_workers)
+        if n_workers:
+            wait_for_workers(address, n_workers)
         yield cluster
     finally:
         for proc in reversed(procs):
