@@ -188,16 +188,13 @@ def validate(ctx: click.Context, base: str | None, markdown: bool) -> None:
 def plan(ctx: click.Context, cluster: str) -> None:
     """Print how to create CLUSTER (nothing is run)."""
     from dask_platform.clusters import load_cluster
-    from dask_platform.costs import build_cost_report, format_cost_report
+    from dask_platform.costs import cost_lines
     from dask_platform.provision import build_plan
     from dask_platform.render import rendered_objects
-    from dask_platform.values import build_values
 
     tree = tree_of(ctx)
-    chosen = load_cluster(tree, cluster)
-    report = build_cost_report(chosen, build_values(tree, chosen).effective)
-    click.echo("\n".join(format_cost_report(report)))
-    click.echo(build_plan(chosen, rendered_objects(tree, cluster)), nl=False)
+    click.echo("\n".join(cost_lines(tree, cluster)))
+    click.echo(build_plan(load_cluster(tree, cluster), rendered_objects(tree, cluster)), nl=False)
 
 
 @main.command()
@@ -206,13 +203,9 @@ def plan(ctx: click.Context, cluster: str) -> None:
 @report_user_errors
 def cost(ctx: click.Context, cluster: str) -> None:
     """What CLUSTER costs per hour and month, idle and busy, and the command that deletes it."""
-    from dask_platform.clusters import load_cluster
-    from dask_platform.costs import build_cost_report, format_cost_report
-    from dask_platform.values import build_values
+    from dask_platform.costs import cost_lines
 
-    tree = tree_of(ctx)
-    chosen = load_cluster(tree, cluster)
-    click.echo("\n".join(format_cost_report(build_cost_report(chosen, build_values(tree, chosen).effective))))
+    click.echo("\n".join(cost_lines(tree_of(ctx), cluster)))
 
 
 @main.command()

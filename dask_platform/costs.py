@@ -13,6 +13,7 @@ from dask_platform.clusters import Cluster
 from dask_platform.nodes import allocatable
 from dask_platform.provision import NODE_GROUP_LABEL, NodeGroup, node_groups
 from dask_platform.quantity import parse_quantity
+from dask_platform.repo import RepoTree
 
 HOURS_PER_MONTH = 730  # 365 x 24 / 12, the month the three providers' calculators use
 
@@ -166,3 +167,12 @@ def format_cost_report(report: CostReport) -> list[str]:
     lines.append(f"# prices: {table.source}")
     lines.append(f"# delete: {report.teardown}")
     return lines
+
+
+def cost_lines(tree: RepoTree, name: str) -> list[str]:
+    """The cost report of cluster ``name`` as its values stand (what `plan` and `cost` print)."""
+    from dask_platform.clusters import load_cluster
+    from dask_platform.values import build_values
+
+    cluster = load_cluster(tree, name)
+    return format_cost_report(build_cost_report(cluster, build_values(tree, cluster).effective))

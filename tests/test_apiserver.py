@@ -21,6 +21,7 @@ from dask_platform.render import render_clusters
 from dask_platform.repo import RepoTree
 from dask_platform.values import build_values
 from tests.conftest import REPO
+from tests.support.argo import ARGO_MANAGER, apply_as, argo_sync_respecting, worker_deployment
 from tests.support.envtest import ControlPlane, start_control_plane
 
 REPO_ROOT, CHART_DIR = REPO.root, REPO.chart
@@ -269,49 +270,6 @@ def _replicas(api, namespace: str, name: str) -> int:
 
 # --- switching a worker group to autoscaling ------------------------------------------------------------------
 
-ARGO_MANAGER = "argocd-controller"  # the field manager of Argo CD's server-side apply (argo-cd docs, sync-options.md)
-
-
-def worker_deployment(scratch: RepoTree, helm, namespace: str, workers: dict[str, Any]) -> dict[str, Any]:
-    path = scratch.cluster_file("minikube")
-    doc = yaml.safe_load(path.read_text())
-    doc["namespace"] = namespace
-    doc["values"] = {"dask": {"workerGroups": {"default": workers}}}
-    path.write_text(yaml.safe_dump(doc))
-    [r] = render_clusters(scratch, ["minikube"], helm)
-    return next(o for o in r.objects if o["kind"] == "Deployment" and o["metadata"]["name"] == "dask-worker-default")
-
-
-def apply_as(api, obj: dict[str, Any], manager: str) -> None:
-    resource = dynamic(api).resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
-    meta = obj["metadata"]
-    dynamic(api).server_side_apply(
-        resource, body=obj, name=meta["name"], namespace=meta["namespace"], field_manager=manager, force_conflicts=True
-    )
-
-
-def argo_sync_respecting(api, desired: dict[str, Any], application: dict[str, Any]) -> None:
-    """Argo CD's sync with RespectIgnoreDifferences=true: each field the Application's ignoreDifferences names for
-    this kind takes its live value before the apply (argo-cd docs sync-options.md; controller/sync.go
-    normalizeTargetResources). Uses the generated Application, so its settings are what is tested."""
-    import copy
-
-    assert "RespectIgnoreDifferences=true" in application["spec"]["syncPolicy"]["syncOptions"]
-    desired = copy.deepcopy(desired)
-    live = dynamic(api).resources.get(api_version="apps/v1", kind="Deployment")
-    live_obj = live.get(name=desired["metadata"]["name"], namespace=desired["metadata"]["namespace"]).to_dict()
-    group = desired["apiVersion"].rpartition("/")[0]
-    for rule in application["spec"]["ignoreDifferences"]:
-        if (rule["group"], rule["kind"]) != (group, desired["kind"]):
-            continue
-        for pointer in rule["jsonPointers"]:
-            *parents, leaf = pointer.strip("/").split("/")
-            src, dst = live_obj, desired
-            for part in parents:
-                src, dst = src[part], dst.setdefault(part, {})
-            dst[leaf] = src[leaf]
-    apply_as(api, desired, ARGO_MANAGER)
-
 
 def test_switching_a_group_to_autoscaling_keeps_its_running_replicas(api, scratch: RepoTree, helm):
     """4 workers, KEDA's HPA scales them to 6, then a values PR turns autoscaling on: the sync keeps 6. The two
@@ -322,8 +280,8 @@ def test_switching_a_group_to_autoscaling_keeps_its_running_replicas(api, scratc
 
     namespace = "switch"
     ensure_namespace(api, namespace)
-    fixed = worker_deployment(scratch, helm, namespace, {"replicas": 4})
-    scaled = worker_deployment(scratch, helm, namespace, {"replicas": 4, "autoscaling": {"enabled": True}})
+    fixed = worker_deployment(scratch, helm, "minikube", {"replicas": 4}, namespace)
+    scaled = worker_deployment(scratch, helm, "minikube", {"replicas": 4, "autoscaling": {"enabled": True}}, namespace)
     assert scaled["spec"]["replicas"] == 4
     application = yaml.safe_load(REPO.application_file("minikube").read_text())
     name = fixed["metadata"]["name"]

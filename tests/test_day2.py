@@ -4,22 +4,12 @@ each fact's source is named beside it."""
 from __future__ import annotations
 
 import pytest
-import yaml
 
-from dask_platform import render
 from dask_platform.repo import RepoTree
 from tests.conftest import objects_of
+from tests.support.scratch import render_with
 
 pytestmark = pytest.mark.helm
-
-
-def render_with(scratch: RepoTree, helm, name: str, values: dict):
-    path = scratch.cluster_file(name)
-    settings = yaml.safe_load(path.read_text())
-    settings["values"] = values
-    path.write_text(yaml.safe_dump(settings))
-    [r] = render.render_clusters(scratch, [name], helm)
-    return r
 
 
 def dashboard_peers(r) -> list[dict]:

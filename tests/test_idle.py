@@ -8,24 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from dask_platform import render
 from dask_platform.clusters import load_cluster
 from dask_platform.errors import UserError
 from dask_platform.provision import NODE_GROUP_LABEL, NODE_TEMPLATE_LABEL, build_eksctl_config, node_groups
 from dask_platform.render import committed_objects
 from dask_platform.repo import RepoTree
 from tests.conftest import REPO, objects_of
-
-
-def render_with(scratch: RepoTree, helm, name: str, values: dict):
-    path = scratch.cluster_file(name)
-    settings = yaml.safe_load(path.read_text())
-    settings["values"] = values
-    path.write_text(yaml.safe_dump(settings))
-    [r] = render.render_clusters(scratch, [name], helm)
-    return r
+from tests.support.scratch import render_with
 
 
 @pytest.mark.helm

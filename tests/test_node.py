@@ -331,6 +331,39 @@ def test_a_group_at_zero_wakes_when_a_job_arrives(node: Node, release, tree, tmp
         wait_until(lambda: all_ready(node), 180, "two workers Ready again")
 
 
+def test_switching_to_autoscaling_keeps_the_running_workers(node: Node, release, tree, helm):
+    """KEDA's HPA has 3 workers running; a values PR turns autoscaling on and Argo CD syncs the new Deployment:
+    the 3 keep running (the chart still renders spec.replicas, the Application ignores it and respects that)."""
+    from kubernetes import client
+
+    from dask_platform.argocd import build_application, load_settings
+    from dask_platform.clusters import load_cluster
+    from tests.support.argo import argo_sync_respecting, worker_deployment
+
+    apps = client.AppsV1Api(node.api())
+    path = tree.cluster_file("node")
+    original = path.read_text()
+    try:
+        scaled = worker_deployment(tree, helm, "node", {"autoscaling": {"enabled": True, "maxReplicas": 4}})
+        application = build_application(load_settings(tree), load_cluster(tree, "node"))
+    finally:
+        path.write_text(original)
+    patch = {"spec": {"replicas": 3}}
+    try:
+        apps.patch_namespaced_deployment_scale(
+            "dask-worker-default", NAMESPACE, patch, field_manager="kube-controller-manager"
+        )
+        wait_until(lambda: all_ready(node, 5), 180, "three workers Ready")
+        running = {p.metadata.name for p in pods(node, "worker")}
+        argo_sync_respecting(node.api(), scaled, application)
+        time.sleep(10)
+        assert apps.read_namespaced_deployment("dask-worker-default", NAMESPACE).spec.replicas == 3
+        assert {p.metadata.name for p in pods(node, "worker")} == running  # nothing restarted or removed
+    finally:
+        apps.patch_namespaced_deployment_scale("dask-worker-default", NAMESPACE, {"spec": {"replicas": 2}})
+        wait_until(lambda: all_ready(node), 180, "two workers Ready again")
+
+
 def test_a_paused_scheduler_is_not_restarted(node: Node, release):
     """SIGSTOP for 20 s, as a long GIL-holding graph would: liveness (TCP on the comm port) keeps passing."""
     pod = pods(node, "scheduler")[0]

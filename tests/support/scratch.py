@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from dask_platform.repo import RepoTree
 
@@ -37,3 +38,17 @@ def scratch_copy(dest: Path) -> RepoTree:
     git(dest, "add", "-A")
     git(dest, "commit", "-qm", "base")
     return RepoTree(dest)
+
+
+def render_with(tree: RepoTree, helm: Path, name: str, values: dict) -> Any:
+    """Cluster ``name`` of a scratch ``tree`` rendered with ``values`` as its cluster.yaml `values:` (replaced)."""
+    import yaml
+
+    from dask_platform.render import render_clusters
+
+    path = tree.cluster_file(name)
+    settings = yaml.safe_load(path.read_text())
+    settings["values"] = values
+    path.write_text(yaml.safe_dump(settings))
+    [rendered] = render_clusters(tree, [name], helm)
+    return rendered
