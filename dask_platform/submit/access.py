@@ -100,11 +100,12 @@ def connect(address: str, timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S, attempts
     distributed waits for the scheduler's handshake without a deadline once TCP connects, so a peer that accepts
     and stays silent (another service on that port, a port-forward stream that never delivers) would hang the
     run: the connection is made in a helper thread and given up after the timeout. With ``attempts`` > 1 (a
-    port-forward, where every connection gets a new stream), a silent connection is tried again."""
+    port-forward, where every connection gets a new stream to the pod serving then), a silent or failed connection
+    is tried again."""
     _refuse_fast(address)
     from distributed import Client
 
-    for _ in range(attempts):
+    for attempt in range(attempts):
         outcome: dict[str, Any] = {}
 
         def make_client(outcome: dict[str, Any] = outcome) -> None:
@@ -120,9 +121,12 @@ def connect(address: str, timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S, attempts
         if "client" in outcome:
             return outcome["client"]
         error = outcome.get("error")
+        if isinstance(error, OSError | TimeoutError) and attempt + 1 < attempts:
+            continue  # through a port-forward: the next connection goes to the pod serving by then
         if isinstance(error, OSError | TimeoutError):
             raise UserError(
-                f"could not reach the Dask scheduler at {address} within {timeout_s:g} s ({type(error).__name__}: "
+                f"could not reach the Dask scheduler at {address} within {timeout_s:g} s"
+                f"{f' ({attempts} attempts)' if attempts > 1 else ''} ({type(error).__name__}: "
                 f"{' '.join(str(error).split())[:200]}). Is the scheduler running and the port open?"
             ) from None
         if error is not None:
@@ -166,8 +170,11 @@ def port_forward(ref: ServiceRef, kube_context: str | None = None, kubeconfig: s
         raise UserError(f"no usable kubeconfig for --cluster: {exc}") from None
     api = k8s.CoreV1Api(api_client)
     selector = ",".join(f"{k}={v}" for k, v in sorted(ref.selector.items()))
-    pod = serving_pod(api.list_namespaced_pod(ref.namespace, label_selector=selector).items)
-    if pod is None:
+
+    def current_pod() -> str | None:
+        return serving_pod(api.list_namespaced_pod(ref.namespace, label_selector=selector).items)
+
+    if current_pod() is None:
         raise UserError(f"no running pod of {ref.name} in namespace {ref.namespace} (selector {selector})")
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -176,12 +183,18 @@ def port_forward(ref: ServiceRef, kube_context: str | None = None, kubeconfig: s
     stop = threading.Event()
 
     def pipe(conn: socket.socket) -> None:
+        # Each connection goes to the pod serving now, as through the Service: a scheduler replaced since the
+        # previous connection (deleted, rescheduled) is followed instead of dialled at its old name.
         try:
+            pod = current_pod()
+            if pod is None:
+                raise LookupError(f"no running pod of {ref.name}")
             pf = portforward(api.connect_get_namespaced_pod_portforward, pod, ref.namespace, ports=str(ref.port))
-        except Exception:  # the pod is gone (deleted, replaced): refuse this connection, the client sees it closed
+            remote = pf.socket(ref.port)
+        except Exception:  # no pod serves right now: refuse this connection, the client sees it closed and retries
             conn.close()
             return
-        _relay(conn, pf.socket(ref.port), stop)
+        _relay(conn, remote, stop)
 
     def accept() -> None:
         listener.settimeout(0.5)
