@@ -162,42 +162,34 @@ def port_forward(ref: ServiceRef, kube_context: str | None = None, kubeconfig: s
     from kubernetes import config
     from kubernetes.stream import portforward
 
-    def new_api() -> Any:
-        file = kubeconfig or os.environ.get("KUBECONFIG") or None
-        return k8s.CoreV1Api(config.new_client_from_config(config_file=file, context=kube_context))
-
     try:
-        # Two clients: kubernetes.stream's portforward() swaps its client's request method for a websocket one
-        # while it opens a stream, so a pod listing on the same client at that moment would go astray. Stream
-        # openings are serialised for the same reason.
-        api, lookup = new_api(), new_api()
+        api = k8s.CoreV1Api(
+            config.new_client_from_config(
+                config_file=kubeconfig or os.environ.get("KUBECONFIG") or None, context=kube_context
+            )
+        )
     except Exception as exc:
         raise UserError(f"no usable kubeconfig for --cluster: {exc}") from None
     selector = ",".join(f"{k}={v}" for k, v in sorted(ref.selector.items()))
-    opening = threading.Lock()
-
-    def current_pod() -> str | None:
-        return serving_pod(lookup.list_namespaced_pod(ref.namespace, label_selector=selector).items)
-
-    if current_pod() is None:
+    pod = serving_pod(api.list_namespaced_pod(ref.namespace, label_selector=selector).items)
+    if pod is None:
         raise UserError(f"no running pod of {ref.name} in namespace {ref.namespace} (selector {selector})")
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
     stop = threading.Event()
+    # kubernetes.stream's portforward() swaps its client's call_api for a websocket one while it opens a stream
+    # and puts back what it found: two openings at once (distributed opens several connections together) can
+    # leave the websocket one in place for good, and every later stream then fails. One opening at a time.
+    opening = threading.Lock()
 
     def pipe(conn: socket.socket) -> None:
-        # Each connection goes to the pod serving now, as through the Service: a scheduler replaced since the
-        # previous connection (deleted, rescheduled) is followed instead of dialled at its old name.
         try:
             with opening:
-                pod = current_pod()
-                if pod is None:
-                    raise LookupError(f"no running pod of {ref.name}")
                 forward = api.connect_get_namespaced_pod_portforward
                 remote = portforward(forward, pod, ref.namespace, ports=str(ref.port)).socket(ref.port)
-        except Exception:  # no pod serves right now: refuse this connection, the client sees it closed and retries
+        except Exception:  # the pod is gone (deleted, replaced): refuse this connection, the client sees it closed
             conn.close()
             return
         _relay(conn, remote, stop)
