@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MIB = 2**20
+from dask_platform.quantity import BINARY
+
+MIB = BINARY["Mi"]
 
 
 @dataclass(frozen=True)

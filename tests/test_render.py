@@ -11,40 +11,19 @@ from click.testing import CliRunner
 from dask_platform import generated, render
 from dask_platform.cli import main as cli
 from dask_platform.clusters import load_cluster
+from dask_platform.quantity import parse_quantity
 from dask_platform.repo import RepoTree
 from tests.conftest import REPO, container_args, objects_of
 
 pytestmark = pytest.mark.helm
 
-UNITS = {
-    "": 1,
-    "k": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "kB": 10**3,
-    "MB": 10**6,
-    "GB": 10**9,
-    "TB": 10**12,
-    "KiB": 2**10,
-    "MiB": 2**20,
-    "GiB": 2**30,
-    "TiB": 2**40,
-}
-
 
 def to_bytes(quantity: str) -> int:
-    number, unit = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", str(quantity)).groups()
-    return int(float(number) * UNITS[unit])
+    return int(parse_quantity(quantity))
 
 
 def to_cpus(quantity: str) -> float:
-    q = str(quantity)
-    return int(q[:-1]) / 1000 if q.endswith("m") else float(q)
+    return float(parse_quantity(quantity))
 
 
 def test_every_cluster_renders_the_core_components(rendered):
