@@ -100,8 +100,7 @@ def connect(address: str, timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S, attempts
     distributed waits for the scheduler's handshake without a deadline once TCP connects, so a peer that accepts
     and stays silent (another service on that port, a port-forward stream that never delivers) would hang the
     run: the connection is made in a helper thread and given up after the timeout. With ``attempts`` > 1 (a
-    port-forward, where every connection gets a new stream to the pod serving then), a silent or failed connection
-    is tried again."""
+    port-forward, where every connection gets a new stream), a silent or failed connection is tried again."""
     _refuse_fast(address)
     from distributed import Client
 
@@ -122,7 +121,7 @@ def connect(address: str, timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S, attempts
             return outcome["client"]
         error = outcome.get("error")
         if isinstance(error, OSError | TimeoutError) and attempt + 1 < attempts:
-            continue  # through a port-forward: the next connection goes to the pod serving by then
+            continue  # through a port-forward: a new connection opens a new stream
         if isinstance(error, OSError | TimeoutError):
             raise UserError(
                 f"could not reach the Dask scheduler at {address} within {timeout_s:g} s"
