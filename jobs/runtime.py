@@ -115,6 +115,41 @@ def measure(client: Client) -> Iterator[Efficiency]:
     eff.busy_s = sum(after[w] - before.get(w, 0.0) for w in after)
 
 
+@dataclass(frozen=True)
+class Captured:
+    """What a task returned, or the input error (ValueError: bad data, unusable storage) it raised."""
+
+    value: Any = None
+    error: ValueError | None = None
+
+
+def _capture(fn: Callable[..., Any], *args: Any) -> Captured:
+    try:
+        return Captured(value=fn(*args))
+    except ValueError as exc:
+        return Captured(error=exc)
+
+
+def _error_of(captured: Captured) -> ValueError | None:
+    return captured.error
+
+
+def _value_of(captured: Captured) -> Any:
+    return captured.value
+
+
+def submit_checked(client: Client, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run ``fn(*args)`` on a worker and wait for it; an input error it raises is raised here. Returns the
+    future of its value (which stays on the worker). A task that fails on its own would have its worker log the
+    traceback too (on an embedded cluster, into the user's terminal); a captured error is a result, not a
+    failure."""
+    captured = client.submit(_capture, fn, *args, pure=False)
+    error = client.submit(_error_of, captured, pure=False).result()
+    if error is not None:
+        raise error
+    return client.submit(_value_of, captured, pure=False)
+
+
 def timestamp() -> str:
     return dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.dask, pytest.mark.slow]
 
 
 def test_bigdata_learns_partition_by_partition_within_worker_memory(tmp_path: Path):
-    opts = BigDataOptions(scale=1, epochs=1, path=str(tmp_path / "data"), out=str(tmp_path / "out"), progress=False)
+    opts = BigDataOptions(scale=1, epochs=1, storage=str(tmp_path / "data"), out=str(tmp_path / "out"), progress=False)
     conn = Connection(workers=2, threads_per_worker=1, memory_limit="1GiB")
     summary = submit(REPO, "bigdata", opts, conn, lambda _: None, environ={})
     assert summary["partitions"] == 28 and summary["rows"] > 800_000

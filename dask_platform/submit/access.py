@@ -178,7 +178,7 @@ def port_forward(ref: ServiceRef, kube_context: str | None = None, kubeconfig: s
     listener.bind(("127.0.0.1", 0))
     listener.listen(8)
     stop = threading.Event()
-    # kubernetes.stream's portforward() swaps its client's call_api for a websocket one while it opens a stream
+    # kubernetes.stream's portforward() swaps its ApiClient's request method for a websocket one while it opens a stream
     # and puts back what it found: two openings at once (distributed opens several connections together) can
     # leave the websocket one in place for good, and every later stream then fails. One opening at a time.
     opening = threading.Lock()

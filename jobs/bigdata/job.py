@@ -12,7 +12,9 @@ The summary reports each worker's peak memory next to the data's in-memory size 
 
 from __future__ import annotations
 
+import io
 import math
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,7 +27,15 @@ from distributed import Client, wait
 
 from jobs.rossmann.data import SyntheticSpec, generate
 from jobs.rossmann.features import HOLDOUT_DAYS, NUMERIC, TARGET, derive
-from jobs.runtime import local_versions, measure, option, timestamp, write_json, write_run_folder
+from jobs.runtime import local_versions, measure, option, submit_checked, timestamp, write_json, write_run_folder
+from jobs.storage import (
+    Location,
+    StorageError,
+    parse_location,
+    probe_writable,
+    to_parquet_bytes,
+    unseen_local_problem,
+)
 
 STORES_PER_PARTITION = 40
 BASE_STORES = 1115
@@ -42,9 +52,15 @@ ONE_HOT = {
 @dataclass
 class BigDataOptions:
     scale: int = option(1, "Data size: 1 = the Rossmann panel (~1M rows); 10 = ten times the stores.")
+    stores: int = option(BASE_STORES, "Stores at scale 1 (1,115 as in Rossmann; fewer for a quick try).")
     epochs: int = option(2, "Passes of partial_fit over all partitions.")
     seed: int = option(0, "Seed of the data and the model.")
-    path: str = option(".cache/bigdata", "Where the workers write the Parquet data set (a path they share).")
+    storage: str = option(
+        ".cache/bigdata",
+        "Where the workers write and read the Parquet data set: a folder they share, or an object-storage URL "
+        "(s3://, gs://, abfs://) reached with their credentials.",
+    )
+    storage_options: str = option("", "Options of the storage: key=value,... (endpoint_url, anon, ...).")
     out: str = option("results/bigdata", "Parent folder of the run folder.")
     progress: bool = option(True, "Print progress.")
 
@@ -75,26 +91,24 @@ class Normalizer:
 # --- tasks (run on the workers) ---------------------------------------------------------------------------------
 
 
-def write_partition(folder: str, index: int, seed: int) -> dict[str, Any]:
-    """Generate the stores of partition ``index`` and write them as one Parquet file; returns its stats."""
-    path = Path(folder) / f"part-{index:05d}.parquet"
-    if not path.exists():
+def write_partition(folder: Location, index: int, seed: int) -> dict[str, Any]:
+    """Generate the stores of partition ``index`` and write them as one Parquet file (whole or not at all); an
+    existing file is reused. Returns its stats."""
+    target = folder.child(f"part-{index:05d}.parquet")
+    if not target.exists():
         train, store = generate(SyntheticSpec(stores=STORES_PER_PARTITION, seed=seed * 100_003 + index))
         offset = index * STORES_PER_PARTITION
         train["Store"] += offset
         store["Store"] += offset
         features = derive(train.merge(store, on="Store", how="left"))
         features = features[(features["Open"] == 1) & (features["Sales"] > 0)]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        features.to_parquet(tmp, index=False)
-        tmp.rename(path)
-    meta = pd.read_parquet(path, columns=["Sales"])
-    return {"path": str(path), "rows": len(meta), "bytes_in_memory": _memory_bytes(path)}
+        target.write_bytes(to_parquet_bytes(features))
+    frame = read_partition(target)
+    return {"path": target, "rows": len(frame), "bytes_in_memory": int(frame.memory_usage(deep=True).sum())}
 
 
-def _memory_bytes(path: Path) -> int:
-    return int(pd.read_parquet(path).memory_usage(deep=True).sum())
+def read_partition(part: Location) -> pd.DataFrame:
+    return pd.read_parquet(io.BytesIO(part.read_bytes()))
 
 
 def design_matrix(df: pd.DataFrame, train: pd.DataFrame) -> np.ndarray:
@@ -117,23 +131,23 @@ def split(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return df[df["Date"] <= cutoff], df[df["Date"] > cutoff]
 
 
-def partition_moments(path: str) -> tuple[int, np.ndarray, np.ndarray]:
+def partition_moments(part: Location) -> tuple[int, np.ndarray, np.ndarray]:
     """(n, sum, sum of squares, sum of the target) of a partition's training rows."""
-    train = split(pd.read_parquet(path))[0]
+    train = split(read_partition(part))[0]
     X = design_matrix(train, train)
     return len(X), X.sum(axis=0), (X**2).sum(axis=0), float(train[TARGET].sum())
 
 
-def partial_fit_partition(model: Any, path: str, norm: Normalizer, seed: int) -> Any:
+def partial_fit_partition(model: Any, part: Location, norm: Normalizer, seed: int) -> Any:
     """One step of the chain: learn from one partition's training rows (shuffled) and hand the model on."""
-    train = split(pd.read_parquet(path))[0].sample(frac=1.0, random_state=seed)
+    train = split(read_partition(part))[0].sample(frac=1.0, random_state=seed)
     model.partial_fit(norm.x(design_matrix(train, train)), train[TARGET].to_numpy() - norm.y_mean)
     return model
 
 
-def score_partition(model: Any, path: str, norm: Normalizer) -> tuple[int, float]:
+def score_partition(model: Any, part: Location, norm: Normalizer) -> tuple[int, float]:
     """(rows, sum of squared percentage errors) on a partition's holdout rows."""
-    train, holdout = split(pd.read_parquet(path))
+    train, holdout = split(read_partition(part))
     pred = np.expm1(np.clip(model.predict(norm.x(design_matrix(holdout, train))) + norm.y_mean, 0, 20))
     y = holdout["Sales"].to_numpy(dtype=float)
     return len(y), float((((y - pred) / y) ** 2).sum())
@@ -156,11 +170,12 @@ def worker_memory() -> dict[str, int]:
 
 def run(client: Client, opts: BigDataOptions, scheduler_address: str = "", code_shipping: str = "") -> dict:
     started = time.perf_counter()
-    n_parts = math.ceil(BASE_STORES * opts.scale / STORES_PER_PARTITION)
-    folder = str(Path(opts.path).resolve() / f"scale{opts.scale}-seed{opts.seed}")
+    n_parts = math.ceil(opts.stores * opts.scale / STORES_PER_PARTITION)
+    folder = data_folder(client, opts).child(f"scale{opts.scale}-stores{opts.stores}-seed{opts.seed}")
+    submit_checked(client, probe_writable, folder)
     say = print if opts.progress else (lambda *_: None)
 
-    say(f"bigdata: {n_parts} partitions of {STORES_PER_PARTITION} stores -> {folder}")
+    say(f"bigdata: {n_parts} partitions of {STORES_PER_PARTITION} stores -> {folder.url}")
     with measure(client) as eff_write:
         stats = client.gather(
             client.map(write_partition, [folder] * n_parts, range(n_parts), [opts.seed] * n_parts, pure=False)
@@ -175,15 +190,28 @@ def run(client: Client, opts: BigDataOptions, scheduler_address: str = "", code_
 
     timing = {"write_data": eff_write.wall_s, "partial_fit": fit_s, "total": time.perf_counter() - started}
     summary = build_summary(opts, stats, scores, cluster_memory(client), timing)
-    summary.update(scheduler_address=scheduler_address, code_shipping=code_shipping)
+    summary.update(data_folder=folder.url, scheduler_address=scheduler_address, code_shipping=code_shipping)
     run_folder = Path(opts.out) / timestamp()
     write_run_folder(run_folder, {"summary.json": write_json(summary)})
     summary["run_folder"] = str(run_folder)
     return summary
 
 
+def data_folder(client: Client, opts: BigDataOptions) -> Location:
+    """--storage as the workers will use it: a URL as given; a local folder made absolute, and refused when the
+    workers run on other machines (they could not see it)."""
+    location = parse_location(opts.storage, opts.storage_options)
+    if not location.is_local:
+        return location
+    hosts = list(client.run(socket.gethostname).values())
+    problem = unseen_local_problem(location, "--storage", socket.gethostname(), hosts)
+    if problem:
+        raise StorageError(problem)
+    return Location(str(Path(location.url).resolve()), location.options)
+
+
 def fit_partition_by_partition(
-    client: Client, paths: list[str], norm: Normalizer, opts: BigDataOptions, say: Callable[..., None]
+    client: Client, paths: list[Location], norm: Normalizer, opts: BigDataOptions, say: Callable[..., None]
 ) -> Any:
     """SGD by partial_fit, one partition per task in a shuffled order each epoch; returns the model's future."""
     from sklearn.linear_model import SGDRegressor
@@ -244,6 +272,7 @@ def format_table(summary: dict) -> str:
             f"{summary['rows']:,} rows in {summary['partitions']} Parquet partitions, "
             f"{summary['data_bytes_in_memory'] / gib:.2f} GiB in memory",
         ),
+        ("stored in", summary.get("data_folder", "-")),
         ("worker memory limit", f"{limit / gib:.2f} GiB" if limit else "none"),
         ("peak worker RSS", f"{summary['peak_worker_rss_bytes'] / gib:.2f} GiB"),
         ("holdout RMSPE", f"{summary['holdout_rmspe']:.4f} on {summary['holdout_rows']:,} rows"),

@@ -16,6 +16,7 @@ mixed-type StateHoliday column when written as CSV.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -24,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from jobs.storage import Location, storage_errors
 
 TRAIN_DTYPES: dict[str, str] = {
     "Store": "int64",
@@ -59,11 +62,17 @@ class DataError(ValueError):
 # --- the real files ---------------------------------------------------------------------------------------------
 
 
-def _read_csv(path: Path, dtypes: dict[str, str]) -> pd.DataFrame:
-    if not path.is_file():
-        raise DataError(f"{path}: file not found (expected the Kaggle Rossmann file {path.name})")
+def _read_csv(location: Location, dtypes: dict[str, str]) -> pd.DataFrame:
+    path = location.url
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    with storage_errors(location):
+        fs, fs_path = location.filesystem()
+        found = fs.isfile(fs_path)
+    if not found:
+        raise DataError(f"{path}: file not found (expected the Kaggle Rossmann file {name})")
+    content = location.read_bytes()
     try:
-        header = pd.read_csv(path, nrows=0).columns.tolist()
+        header = pd.read_csv(io.BytesIO(content), nrows=0).columns.tolist()
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV file ({exc})") from None
     missing = [c for c in dtypes if c not in header]
@@ -71,7 +80,7 @@ def _read_csv(path: Path, dtypes: dict[str, str]) -> pd.DataFrame:
         raise DataError(f"{path}: missing column {missing[0]!r} (expected columns: {', '.join(dtypes)})")
     # Read every column as text first: the real StateHoliday mixes 0 and "0", and a bad value must be reported
     # with its column rather than as a parser error.
-    raw = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=list(dtypes))
+    raw = pd.read_csv(io.BytesIO(content), dtype=str, keep_default_na=False, usecols=list(dtypes))
     out = {}
     for column, dtype in dtypes.items():
         values = raw[column].str.strip()
@@ -102,21 +111,23 @@ def _first_bad(values: pd.Series, dtype: str) -> str:
     return "?"
 
 
-def load_kaggle(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Read train.csv and store.csv from ``folder`` and check their columns and values."""
-    folder = Path(folder)
-    train = _read_csv(folder / "train.csv", TRAIN_DTYPES)
-    store = _read_csv(folder / "store.csv", STORE_DTYPES)
+def load_kaggle(folder: Path | str | Location) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read train.csv and store.csv from ``folder`` (a local folder or an object-storage Location) and check
+    their columns and values."""
+    folder = folder if isinstance(folder, Location) else Location(str(folder))
+    train_file, store_file = folder.child("train.csv"), folder.child("store.csv")
+    train = _read_csv(train_file, TRAIN_DTYPES)
+    store = _read_csv(store_file, STORE_DTYPES)
     state = train["StateHoliday"]
     bad = sorted(set(state.unique()) - {"0", "a", "b", "c"})
     if bad:
-        raise DataError(f"{folder / 'train.csv'}: column 'StateHoliday': expected 0, a, b or c, found {bad[0]!r}")
+        raise DataError(f"{train_file.url}: column 'StateHoliday': expected 0, a, b or c, found {bad[0]!r}")
     for column in ("Open", "Promo", "SchoolHoliday"):
         if not train[column].isin([0, 1]).all():
-            raise DataError(f"{folder / 'train.csv'}: column {column!r}: expected 0 or 1")
+            raise DataError(f"{train_file.url}: column {column!r}: expected 0 or 1")
     unknown = set(train["Store"].unique()) - set(store["Store"])
     if unknown:
-        raise DataError(f"{folder / 'store.csv'}: column 'Store': no row for store {min(unknown)} seen in train.csv")
+        raise DataError(f"{store_file.url}: column 'Store': no row for store {min(unknown)} seen in train.csv")
     return train, store
 
 

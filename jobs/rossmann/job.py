@@ -6,6 +6,8 @@ Dask cluster -> refit of the best candidate -> holdout RMSPE against the median 
 
 from __future__ import annotations
 
+import itertools
+import operator
 import time
 import warnings
 from dataclasses import asdict, dataclass, replace
@@ -15,7 +17,7 @@ from typing import Any
 import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-from distributed import Client
+from distributed import Client, Future
 
 from jobs.rossmann import data as rdata
 from jobs.rossmann.features import FEATURES, TARGET, build_features, split_holdout
@@ -35,17 +37,24 @@ from jobs.runtime import (
     local_versions,
     measure,
     option,
+    submit_checked,
     timestamp,
     write_json,
     write_run_folder,
 )
+from jobs.storage import parse_location, probe_readable
 
 STRATEGIES = ("grid", "random", "halving")
 
 
 @dataclass
 class RossmannOptions:
-    data: str | None = option(None, "Folder with the Kaggle train.csv and store.csv; default: synthetic data.")
+    data: str | None = option(
+        None,
+        "Folder or object-storage URL (s3://, gs://, abfs://) with the Kaggle train.csv and store.csv; "
+        "default: synthetic data. A URL is read by the workers, with their credentials.",
+    )
+    storage_options: str = option("", "Options of --data's storage: key=value,... (endpoint_url, anon, ...).")
     stores: int = option(1115, "Synthetic data: number of stores (1,115 in the real data).")
     days: int = option(942, "Synthetic data: number of days from 2013-01-01 (942 in the real data).")
     scale: int = option(1, "Synthetic data: multiply the number of stores (10 for the big-data case).")
@@ -71,23 +80,61 @@ class SearchOutcome:
     efficiency: Efficiency
 
 
-def load_data(opts: RossmannOptions) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+@dataclass
+class TrainingData:
+    """train.csv as partitions on the cluster (futures), store.csv on the client, and where they came from."""
+
+    chunks: list[Future]
+    meta: pd.DataFrame
+    store: pd.DataFrame
+    n_rows: int
+    source: str
+
+
+def load_data(client: Client, opts: RossmannOptions) -> TrainingData:
+    """Synthetic data or a local folder: read here and scattered. An object-storage URL: read by a worker, with
+    the workers' credentials, after a probe that fails in one line (missing file, denied, unreachable)."""
+    if opts.data and not (location := parse_location(opts.data, opts.storage_options)).is_local:
+        submit_checked(client, probe_readable, location, ["train.csv", "store.csv"])
+        pair = submit_checked(client, rdata.load_kaggle, location)
+        train_f = client.submit(operator.itemgetter(0), pair, pure=False)
+        store, n_rows, meta = client.gather(
+            [client.submit(operator.itemgetter(1), pair), client.submit(len, train_f), client.submit(_empty, train_f)]
+        )
+        bounds = _chunk_bounds(client, n_rows)
+        chunks = [client.submit(_rows, train_f, a, b, pure=False) for a, b in bounds]
+        return TrainingData(chunks, meta, store, n_rows, f"kaggle:{opts.data}")
     if opts.data:
         train, store = rdata.load_kaggle(Path(opts.data))
-        return train, store, f"kaggle:{opts.data}"
-    spec = rdata.SyntheticSpec(stores=opts.stores * opts.scale, days=opts.days, seed=opts.seed)
-    train, store, cached = rdata.load_or_generate(spec, Path(opts.cache))
-    return train, store, f"synthetic:{spec.key()}{' (cached)' if cached else ''}"
-
-
-def compute_features(client: Client, train: pd.DataFrame, store: pd.DataFrame) -> pd.DataFrame:
-    """Features with dask dataframe on the cluster, gathered as one pandas frame of model rows."""
-    workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
-    parts = max(2, min(64, 2 * workers, len(train) // 50_000 + 1))
+        source = f"kaggle:{opts.data}"
+    else:
+        spec = rdata.SyntheticSpec(stores=opts.stores * opts.scale, days=opts.days, seed=opts.seed)
+        train, store, cached = rdata.load_or_generate(spec, Path(opts.cache))
+        source = f"synthetic:{spec.key()}{' (cached)' if cached else ''}"
     # Scatter the partitions once rather than embedding the data in the task graph.
-    chunks = client.scatter([train.iloc[idx] for idx in np.array_split(np.arange(len(train)), parts)])
-    ddf = dd.from_delayed(chunks, meta=train.iloc[:0], verify_meta=False)
-    features = build_features(ddf, store)
+    chunks = client.scatter([train.iloc[a:b] for a, b in _chunk_bounds(client, len(train))])
+    return TrainingData(chunks, train.iloc[:0], store, len(train), source)
+
+
+def _chunk_bounds(client: Client, n_rows: int) -> list[tuple[int, int]]:
+    workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})))
+    parts = max(2, min(64, 2 * workers, n_rows // 50_000 + 1))
+    edges = np.linspace(0, n_rows, parts + 1).astype(int)
+    return [(int(a), int(b)) for a, b in itertools.pairwise(edges)]
+
+
+def _rows(frame: pd.DataFrame, start: int, stop: int) -> pd.DataFrame:
+    return frame.iloc[start:stop]
+
+
+def _empty(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.iloc[:0]
+
+
+def compute_features(client: Client, data: TrainingData) -> pd.DataFrame:
+    """Features with dask dataframe on the cluster, gathered as one pandas frame of model rows."""
+    ddf = dd.from_delayed(data.chunks, meta=data.meta, verify_meta=False)
+    features = build_features(ddf, data.store)
     rows = features[(features["Open"] == 1) & (features["Sales"] > 0)]
     return client.compute(rows).result()
 
@@ -195,9 +242,9 @@ def run(client: Client, opts: RossmannOptions, scheduler_address: str = "", code
     """Run the whole job; returns the summary (also written to the run folder with the other results)."""
     clock = {"start": time.perf_counter()}
     space = effective_space(opts)
-    train, store, source = load_data(opts)
+    data = load_data(client, opts)
     clock["data"] = time.perf_counter()
-    rows = compute_features(client, train, store)
+    rows = compute_features(client, data)
     clock["features"] = time.perf_counter()
     fit_rows, holdout = split_holdout(rows)
     search_rows = sample_rows(fit_rows, space.sample_rows, opts.seed)
@@ -207,14 +254,14 @@ def run(client: Client, opts: RossmannOptions, scheduler_address: str = "", code
     clock["done"] = time.perf_counter()
 
     counts = {
-        "train_csv": len(train),
+        "train_csv": data.n_rows,
         "model_rows": len(rows),
         "fit_rows": len(fit_rows),
         "holdout_rows": len(holdout),
         "search_rows": len(search_rows),
         "refit_rows": scored.rows,
     }
-    summary = build_summary(opts, space, source, counts, holdout, outcome, scored, clock)
+    summary = build_summary(opts, space, data.source, counts, holdout, outcome, scored, clock)
     summary.update(scheduler_address=scheduler_address, code_shipping=code_shipping)
     summary["run_folder"] = str(write_results(Path(opts.out) / timestamp(), summary, outcome, scored))
     return summary
