@@ -97,3 +97,20 @@ def test_no_probe_kills_or_unroutes_a_busy_pod_after_one_second(scratch: RepoTre
     assert probes >= 6
     scheduler = objects_of(r, "Deployment")["dask-scheduler"]["spec"]["template"]["spec"]["containers"][0]
     assert scheduler["livenessProbe"]["tcpSocket"]["port"] == "tcp-comm"
+
+
+def test_object_storage_egress_narrows_to_the_given_cidrs_without_internet_egress(scratch, helm):
+    """The narrow form of the workers' and Jupyter's way to object storage: port 443 to listed CIDRs only (GCP's
+    restricted.googleapis.com range here, VPC Service Controls docs, private-connectivity)."""
+    values = {"global": {"networkPolicy": {"allowInternetEgress": False, "objectStorageCidrs": ["199.36.153.4/30"]}}}
+    r = render_with(scratch, helm, "gcp-example", values)
+    seen = set()
+    for policy in objects_of(r, "NetworkPolicy").values():
+        to_443 = [rule.get("to") for rule in policy["spec"].get("egress", []) if rule["ports"][0]["port"] == 443]
+        component = policy["metadata"]["name"].rsplit("-", 1)[-1]
+        if component in ("workers", "jupyter"):
+            assert to_443 == [[{"ipBlock": {"cidr": "199.36.153.4/30"}}]], policy["metadata"]["name"]
+            seen.add(component)
+        else:
+            assert None not in to_443, policy["metadata"]["name"]  # nobody else reaches 443 anywhere
+    assert seen == {"workers", "jupyter"}

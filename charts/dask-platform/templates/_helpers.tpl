@@ -318,6 +318,27 @@ loadBalancerSourceRanges:
 {{- end }}
 
 {{- /*
+dp.objectStorageEgress: NetworkPolicy egress rules to object storage on port 443: anywhere when
+global.networkPolicy.allowInternetEgress, and to global.networkPolicy.objectStorageCidrs (the narrow form, for
+clusters without internet egress). Takes the root context; renders list items for an `egress:` list.
+*/ -}}
+{{- define "dp.objectStorageEgress" -}}
+{{- $np := .Values.global.networkPolicy }}
+{{- if $np.allowInternetEgress }}
+- ports:
+    - {port: 443, protocol: TCP}
+{{- end }}
+{{- with $np.objectStorageCidrs }}
+- to:
+    {{- range . }}
+    - ipBlock: {cidr: {{ . }}}
+    {{- end }}
+  ports:
+    - {port: 443, protocol: TCP}
+{{- end }}
+{{- end }}
+
+{{- /*
 dp.identityEgress: NetworkPolicy egress rules to the node-local endpoints that hand pods their cloud identity's
 tokens (global.networkPolicy.identityEgress: CIDR and port, set in values/<cloud>.yaml with the provider's source).
 Takes the root context; renders list items for an `egress:` list.
