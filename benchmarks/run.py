@@ -1,7 +1,7 @@
 """Benchmarks of the Rossmann and bigdata jobs, measured side by side in one run; prints ratios, never asserts.
 
-    .venv/bin/python benchmarks/run.py                  # everything (~6 min on 2 cores)
-    .venv/bin/python benchmarks/run.py --only search    # search, rossmann, bigdata
+    .venv/bin/python -m benchmarks.run                  # everything, from the checkout (~10 min on 2 cores)
+    .venv/bin/python -m benchmarks.run --only search    # search, rossmann, bigdata
 
 1. search: the same grid on the same sample and folds, as
    - dask-ml GridSearchCV on the embedded cluster (one single-threaded worker process per core),
@@ -11,7 +11,8 @@
    the textbook sum(fit + score times) / (wall x cores).
 2. rossmann: the README's main job (`submit.py rossmann`, full size, fresh cache) as a subprocess: wall time and
    the peak of the summed RSS of its process tree (client + scheduler + workers).
-3. bigdata: peak worker RSS at data x1 and x10 with a 1 GiB worker memory limit.
+3. bigdata: peak worker RSS at data x1 and x10 with a 1 GiB worker memory limit, with the partitions in a local
+   folder and in object storage (moto's S3 server on 127.0.0.1, as in tests/test_storage.py), side by side.
 """
 
 from __future__ import annotations
@@ -124,8 +125,8 @@ class PeakRSS:
         self._thread.join()
 
 
-def run_submit(args: list[str], tmp: Path) -> tuple[float, int, dict]:
-    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+def run_submit(args: list[str], tmp: Path, extra_env: dict[str, str] | None = None) -> tuple[float, int, dict]:
+    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"} | (extra_env or {})
     start = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts/submit.py"), *args, "--out", str(tmp / "results"), "--no-progress"],
@@ -157,20 +158,25 @@ def rossmann_benchmark() -> dict:
 
 
 def bigdata_benchmark() -> dict:
-    out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for scale in (1, 10):
-            run_dir = Path(tmp) / f"x{scale}"
-            wall, _, summary = run_submit(
-                ["bigdata", "--scale", str(scale), "--memory-limit", "1GiB", "--path", str(Path(tmp) / "data")], run_dir
-            )
-            out[f"x{scale}"] = {
-                "rows": summary["rows"],
-                "data_gib": round(summary["data_bytes_in_memory"] / 2**30, 2),
-                "peak_worker_rss_gib": round(summary["peak_worker_rss_bytes"] / 2**30, 3),
-                "wall_s": round(wall, 1),
-            }
-    out["peak_growth_x10_over_x1"] = round(out["x10"]["peak_worker_rss_gib"] / out["x1"]["peak_worker_rss_gib"], 3)
+    from tests.support.storage import moto_s3
+
+    out: dict = {}
+    with tempfile.TemporaryDirectory() as tmp, moto_s3(Path(tmp) / "moto") as s3:
+        for where, storage, env in (("local", str(Path(tmp) / "data"), {}), ("s3", s3.url("bigdata"), s3.env)):
+            for scale in (1, 10):
+                args = ["bigdata", "--scale", str(scale), "--memory-limit", "1GiB", "--storage", storage]
+                wall, _, summary = run_submit(args, Path(tmp) / f"{where}-x{scale}", env)
+                out[f"{where}_x{scale}"] = {
+                    "rows": summary["rows"],
+                    "data_gib": round(summary["data_bytes_in_memory"] / 2**30, 2),
+                    "peak_worker_rss_gib": round(summary["peak_worker_rss_bytes"] / 2**30, 3),
+                    "wall_s": round(wall, 1),
+                }
+            growth = out[f"{where}_x10"]["peak_worker_rss_gib"] / out[f"{where}_x1"]["peak_worker_rss_gib"]
+            out[f"{where}_peak_growth_x10_over_x1"] = round(growth, 3)
+    out["s3_over_local_peak_x10"] = round(
+        out["s3_x10"]["peak_worker_rss_gib"] / out["local_x10"]["peak_worker_rss_gib"], 3
+    )
     return out
 
 

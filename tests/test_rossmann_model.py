@@ -92,7 +92,7 @@ def test_search_space_from_yaml(tmp_path: Path):
     [
         ("grid: {mlp__nope: [1]}\n", "key grid.mlp__nope: not a parameter"),
         ("grid: {mlp__alpha: 1}\n", "key grid.mlp__alpha: expected a non-empty list"),
-        ("grid: {mlp__alpha: [1]}\nfolds: 1\n", "key folds: expected a positive integer"),
+        ("grid: {mlp__alpha: [1]}\nfolds: 1\n", "key folds: expected an integer >= 2"),
         ("grid: {mlp__alpha: [1]}\nfoldz: 3\n", "key foldz: unknown"),
         ("nogrid: 1\n", "key grid: expected a mapping"),
         ("grid: [\n", "YAML syntax error"),

@@ -20,6 +20,7 @@ import pandas as pd
 from distributed import Client, Future
 
 from jobs.rossmann import data as rdata
+from jobs.rossmann import halving
 from jobs.rossmann.features import FEATURES, TARGET, build_features, split_holdout
 from jobs.rossmann.model import (
     RMSPE_SCORER,
@@ -61,7 +62,10 @@ class RossmannOptions:
     seed: int = option(0, "Seed of the data, the sampling and the models.")
     search: str = option("default", "Search space: small, default, large, or a YAML file.")
     strategy: str = option(
-        "grid", "grid (dask-ml GridSearchCV), random (RandomizedSearchCV) or halving.", choices=STRATEGIES
+        "grid",
+        "grid (dask-ml GridSearchCV), random (RandomizedSearchCV) or halving (successive halving that resumes "
+        "its survivors' training; rungs and factor from the search space).",
+        choices=STRATEGIES,
     )
     folds: int | None = option(None, "Time-series CV folds (default: the search space's).")
     sample_rows: int | None = option(None, "Rows the search fits on (default: the search space's).")
@@ -78,6 +82,7 @@ class SearchOutcome:
     best_cv_rmspe: float
     n_candidates: int
     efficiency: Efficiency
+    work: dict[str, Any] | None = None  # halving: epochs trained against the grid's, and the schedule
 
 
 @dataclass
@@ -140,15 +145,10 @@ def compute_features(client: Client, data: TrainingData) -> pd.DataFrame:
 
 
 def make_search(space: SearchSpace, strategy: str, folds: list, seed: int, client: Client, progress: bool):
-    pipeline = build_pipeline(seed=seed, max_iter=space.max_iter)
-    common = dict(scoring=RMSPE_SCORER, cv=folds, refit=False)
-    if strategy == "halving":
-        from sklearn.experimental import enable_halving_search_cv  # noqa: F401
-        from sklearn.model_selection import HalvingGridSearchCV
-
-        return HalvingGridSearchCV(pipeline, space.grid, factor=2, n_jobs=-1, random_state=seed, **common)
     import dask_ml.model_selection as dms
 
+    pipeline = build_pipeline(seed=seed, max_iter=space.max_iter)
+    common = dict(scoring=RMSPE_SCORER, cv=folds, refit=False)
     scheduler = ProgressGet(client, "search", enabled=progress)
     if strategy == "random" or (space.n_candidates and space.n_candidates < space.grid_size):
         # a search file's n_candidates asks for that many random candidates, whatever the strategy's default
@@ -159,31 +159,59 @@ def make_search(space: SearchSpace, strategy: str, folds: list, seed: int, clien
     return dms.GridSearchCV(pipeline, space.grid, scheduler=scheduler, **common)
 
 
+def candidates_of(space: SearchSpace, seed: int) -> list[dict[str, Any]]:
+    """The grid, or n_candidates random draws from it (as the dask-ml searches take them)."""
+    from sklearn.model_selection import ParameterGrid, ParameterSampler
+
+    if space.n_candidates and space.n_candidates < space.grid_size:
+        return list(ParameterSampler(space.grid, n_iter=space.n_candidates, random_state=seed))
+    return list(ParameterGrid(space.grid))
+
+
 def run_search(
     client: Client, rows: pd.DataFrame, space: SearchSpace, strategy: str, seed: int, progress: bool = True
 ) -> SearchOutcome:
     """The parallel search on a sample of the training rows, with time-ordered folds."""
     folds = date_block_folds(rows["Date"], space.folds)
-    search = make_search(space, strategy, folds, seed, client, progress)
     X, y = rows[FEATURES], rows[TARGET].to_numpy()
+    if strategy == "halving":
+        return run_halving(client, X, y, folds, space, seed, progress)
+    search = make_search(space, strategy, folds, seed, client, progress)
     with measure(client) as eff, warnings.catch_warnings():
         # dask-ml puts the search sample into the graph once (it is shared by every fit); that is intended.
         warnings.filterwarnings("ignore", message=".*Sending large graph.*")
-        if strategy == "halving":
-            import joblib
-
-            with joblib.parallel_backend("dask"):
-                search.fit(X, y)
-        else:
-            search.fit(X, y)
+        search.fit(X, y)
     cv = pd.DataFrame(search.cv_results_)
-    if strategy == "halving":  # the winner is the best of the last round
-        last = cv[cv["iter"] == cv["iter"].max()]
-        best = last.loc[last["mean_test_score"].idxmax()]
-    else:
-        best = cv.loc[cv["mean_test_score"].idxmax()]
+    best = cv.loc[cv["mean_test_score"].idxmax()]
     params = {k: _plain(v) for k, v in best["params"].items()}
     return SearchOutcome(cv, params, float(-best["mean_test_score"]), len(cv), eff)
+
+
+def run_halving(
+    client: Client, X: pd.DataFrame, y: np.ndarray, folds: list, space: SearchSpace, seed: int, progress: bool
+) -> SearchOutcome:
+    from tqdm.auto import tqdm
+
+    candidates = candidates_of(space, seed)
+    schedule = halving_schedule(space, len(candidates))
+    bound = schedule.epoch_units(len(candidates)) * len(folds)
+    with tqdm(total=bound, desc="search", unit="epoch", disable=not progress) as bar, measure(client) as eff:
+        result = halving.search(client, X, y, folds, candidates, schedule, seed, bar.update)
+    best = result.cv_results.loc[result.best_index]
+    work = {
+        "epoch_units": result.epoch_units,
+        "grid_epoch_units": result.grid_epoch_units,
+        "fraction_of_grid": round(result.epoch_units / result.grid_epoch_units, 3),
+        "schedule": {"rungs": list(schedule.rungs), "factor": schedule.factor},
+    }
+    params = {k: _plain(v) for k, v in best["params"].items()}
+    return SearchOutcome(result.cv_results, params, float(-best["mean_test_score"]), len(candidates), eff, work)
+
+
+def halving_schedule(space: SearchSpace, n_candidates: int) -> halving.Schedule:
+    if space.rungs:
+        return halving.check_schedule(halving.Schedule(space.rungs, space.factor or 2), f"search space {space.name}")
+    return halving.default_schedule(space.max_iter, n_candidates, space.factor)
 
 
 def _plain(value: Any) -> Any:
@@ -290,6 +318,7 @@ def build_summary(
             "folds": space.folds,
             "grid": {k: [_jsonable(v) for v in vs] for k, vs in space.grid.items()},
             "max_iter": space.max_iter,
+            **({"work": outcome.work} if outcome.work else {}),
         },
         "best_params": {k: _jsonable(v) for k, v in outcome.best_params.items()},
         "cv_rmspe": round(outcome.best_cv_rmspe, 6),
@@ -369,7 +398,8 @@ def format_table(summary: dict) -> str:
         (
             "search",
             f"{summary['search']['strategy']} over {summary['n_candidates']} candidates x "
-            f"{summary['search']['folds']} folds on {summary['rows']['search_rows']:,} rows",
+            f"{summary['search']['folds']} folds on {summary['rows']['search_rows']:,} rows"
+            + (f", {w['fraction_of_grid']:.0%} of the grid's epochs" if (w := summary["search"].get("work")) else ""),
         ),
         ("best params", ", ".join(f"{k.split('__')[-1]}={v}" for k, v in summary["best_params"].items())),
         ("CV RMSPE (best)", f"{summary['cv_rmspe']:.4f}"),

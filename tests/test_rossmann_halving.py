@@ -1,0 +1,139 @@
+"""jobs/rossmann/halving.py: the schedule, the asynchronous promotion rule, resumed training (weights and Adam state
+kept across rungs), the stopping rule between calls, and a worker lost during a rung (real Dask processes)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from distributed import Client
+
+from jobs.rossmann import halving
+from jobs.rossmann.data import SyntheticSpec, generate
+from jobs.rossmann.features import FEATURES, TARGET, derive, modelling_rows, split_holdout
+from jobs.rossmann.job import candidates_of
+from jobs.rossmann.model import SearchSpace, date_block_folds, load_space, sample_rows
+from tests.support.daskproc import local_dask
+
+# --- schedule and promotion ------------------------------------------------------------------------------------------
+
+
+def test_default_schedules_and_their_work():
+    """8 candidates x 12 epochs: rungs 3, 6, 12 keeping 2 to the end do half the grid's epochs (the issue's model)."""
+    s = halving.default_schedule(12, 8)
+    assert s == halving.Schedule((3, 6, 12), 2)
+    assert s.survivors(8) == [8, 4, 2]
+    assert s.epoch_units(8) == 8 * 3 + 4 * 3 + 2 * 6 == 48  # 0.50 of 8 x 12
+    large = halving.default_schedule(20, 36)
+    assert large == halving.Schedule((2, 7, 20), 3) and large.survivors(36) == [36, 12, 4]
+    assert large.epoch_units(36) / (36 * 20) < 0.3
+
+
+def test_promotion_is_never_more_than_the_top_share_of_those_finished():
+    finished = {0: 0.30, 1: 0.10}
+    assert halving.promotable(finished, set(), 2) == [1]  # 2 finished: 1 may go on, the better one
+    assert halving.promotable({**finished, 2: 0.20}, {1}, 2) == []  # 3 finished: still 1
+    assert halving.promotable({**finished, 2: 0.20, 3: 0.05}, {1}, 2) == [3]  # 4 finished: top 2 are 3 and 1
+    assert halving.promotable({**finished, 2: 0.20, 3: 0.05}, {1}, 3) == []  # factor 3: 1 of 4, and 1 went on
+
+
+def test_a_search_file_sets_the_rungs_and_factor(tmp_path: Path):
+    path = tmp_path / "space.yaml"
+    path.write_text("grid: {mlp__alpha: [0.0001, 0.001]}\nrungs: [2, 4, 8]\nfactor: 3\n")
+    space = load_space(str(path))
+    assert space.rungs == (2, 4, 8) and space.factor == 3 and space.max_iter == 8
+    path.write_text("grid: {mlp__alpha: [0.0001]}\nrungs: [4, 2]\n")
+    with pytest.raises(ValueError, match=r"space.yaml: key rungs: expected increasing epoch counts, got \[4, 2\]"):
+        load_space(str(path))
+
+
+# --- resumed training (pure functions, no cluster) --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rows():
+    train, store = generate(SyntheticSpec(stores=40, days=500, seed=3))
+    fit_rows, _ = split_holdout(modelling_rows(derive(train.merge(store, on="Store", how="left"))))
+    return sample_rows(fit_rows, 8_000, 0)
+
+
+@pytest.fixture(scope="module")
+def fold(rows) -> halving.FoldData:
+    tr, te = date_block_folds(rows["Date"], 2)[0]
+    return halving.prepare_fold(rows[FEATURES], rows[TARGET].to_numpy(), tr, te, {}, seed=0)
+
+
+def test_a_survivor_continues_its_training_with_its_adam_state(fold):
+    params = {"mlp__hidden_layer_sizes": (32,)}
+    first = halving.train_until(None, fold, params, 3, seed=0)
+    resumed = halving.train_until(first, fold, params, 6, seed=0)
+    batches = -(-len(fold.X_train) // 512)
+    assert first.epochs == 3 and first.adam_steps == 3 * batches  # one Adam step per mini-batch
+    assert resumed.epochs == 6 and resumed.adam_steps == 6 * batches  # kept and grown, not restarted
+    assert first.adam_steps == 3 * batches  # the rung-0 result is left as it was (recomputable)
+    straight = halving.train_until(None, fold, params, 6, seed=0)
+    for a, b in zip(resumed.model.coefs_, straight.model.coefs_, strict=True):
+        np.testing.assert_array_equal(a, b)  # 3 + 3 epochs resumed == 6 epochs at once
+    assert len(resumed.scores) == 2 and resumed.scores[1] == straight.scores[0]
+
+
+def test_the_stopping_rule_is_applied_between_calls(fold):
+    """partial_fit never stops by itself; n_iter_no_change epochs without a tol improvement stop the candidate."""
+    params = {"mlp__tol": 100.0, "mlp__n_iter_no_change": 2}
+    trainee = halving.train_until(None, fold, params, 12, seed=0)
+    assert trainee.stopped and trainee.epochs == 3  # epoch 1 improves on inf; 2 and 3 do not by 100
+    assert halving.train_until(trainee, fold, params, 24, seed=0).epochs == 3
+
+
+# --- on Dask worker processes --------------------------------------------------------------------------------------
+
+SPACE = SearchSpace(
+    "test",
+    {"mlp__hidden_layer_sizes": [(16,), (32,)], "mlp__alpha": [1e-4, 1e-2]},
+    folds=2,
+    max_iter=8,
+    rungs=(2, 4, 8),
+    factor=2,
+)
+
+
+def run(client: Client, rows, on_epochs=lambda n: None) -> halving.HalvingResult:
+    folds = date_block_folds(rows["Date"], SPACE.folds)
+    schedule = halving.Schedule(SPACE.rungs, SPACE.factor)
+    X, y = rows[FEATURES], rows[TARGET].to_numpy()
+    return halving.search(client, X, y, folds, candidates_of(SPACE, 0), schedule, 0, on_epochs)
+
+
+@pytest.mark.dask
+@pytest.mark.slow
+def test_a_worker_lost_during_a_rung_changes_nothing(rows, tmp_path: Path):
+    with local_dask(tmp_path / "cluster", n_workers=2) as cluster, Client(cluster.address) as client:
+        calm = run(client, rows)
+        killed = threading.Event()
+        done: list[int] = []
+
+        def kill_after_first_promotion(epochs: int) -> None:
+            done.append(epochs)
+            if len(done) == 6 and not killed.is_set():  # 3 candidates finished rung 0: one of them trains on
+                killed.set()
+                cluster.kill_worker(0)
+                cluster.start_worker()
+
+        disturbed = run(client, rows, kill_after_first_promotion)
+    assert killed.is_set()
+    assert calm.cv_results["candidate"].tolist()  # something ran
+    # Training is deterministic, so every candidate x rung both runs reached has the same scores (recomputed work
+    # included); which candidates go on can differ: promotion follows the order in which candidates finish.
+    calm_scores, disturbed_scores = scores_of(calm), scores_of(disturbed)
+    assert len(disturbed_scores) == len(calm_scores) == 4 + 2 + 1
+    assert sum(1 for key in disturbed_scores if key[1] == 0) == 4
+    for key in calm_scores.keys() & disturbed_scores.keys():
+        assert disturbed_scores[key] == calm_scores[key], key
+    assert disturbed.epoch_units == calm.epoch_units == SPACE.folds * (4 * 2 + 2 * 2 + 1 * 4)
+
+
+def scores_of(result: halving.HalvingResult) -> dict[tuple[int, int], float]:
+    cv = result.cv_results
+    return {(int(r.candidate), int(r.rung)): float(r.mean_test_score) for r in cv.itertuples()}
