@@ -11,7 +11,11 @@
    the textbook sum(fit + score times) / (wall x cores).
 2. rossmann: the README's main job (`submit.py rossmann`, full size, fresh cache) as a subprocess: wall time and
    the peak of the summed RSS of its process tree (client + scheduler + workers).
-3. bigdata: peak worker RSS at data x1 and x10 with a 1 GiB worker memory limit, with the partitions in a local
+3. halving: the job's halving search (resumed survivors, asynchronous promotion) against scikit-learn
+   GridSearchCV(n_jobs=<cores>) on the same candidates and folds, per seed: wall ratio, CPU efficiency, work done,
+   and quality (same winner, or the winner's 12-epoch CV RMSPE within 0.5 % of the grid's best; holdout RMSPE of
+   both winners refit on 300,000 rows, and against the data's noise floor 0.0749).
+4. bigdata: peak worker RSS at data x1 and x10 with a 1 GiB worker memory limit, with the partitions in a local
    folder and in object storage (moto's S3 server on 127.0.0.1, as in tests/test_storage.py), side by side.
 """
 
@@ -33,21 +37,134 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 
 
+NOISE_FLOOR_RMSPE = 0.0749  # the synthetic data's lognormal noise (sigma 0.075): the best any model can reach
+
+
+def full_data() -> tuple:
+    from jobs.rossmann.data import SyntheticSpec, load_or_generate
+    from jobs.rossmann.features import derive, modelling_rows, split_holdout
+
+    with tempfile.TemporaryDirectory() as cache:
+        train, store, _ = load_or_generate(SyntheticSpec(), Path(cache))
+    return split_holdout(modelling_rows(derive(train.merge(store, on="Store", how="left"))))
+
+
+def key_of(params: dict) -> str:
+    return repr(sorted(params.items()))
+
+
+def sklearn_grid(sample, space, seed: int, cores: int) -> tuple[float, dict]:
+    """Wall time of scikit-learn's GridSearchCV(n_jobs=cores) and its mean CV RMSPE per candidate."""
+    import joblib
+    from sklearn.model_selection import GridSearchCV
+
+    from jobs.rossmann.features import FEATURES, TARGET
+    from jobs.rossmann.job import candidates_of
+    from jobs.rossmann.model import RMSPE_SCORER, build_pipeline, date_block_folds
+
+    folds = date_block_folds(sample["Date"], space.folds)
+    grid = [{k: [v] for k, v in c.items()} for c in candidates_of(space, seed)]
+    search = GridSearchCV(
+        build_pipeline(seed=seed, max_iter=space.max_iter),
+        grid,
+        scoring=RMSPE_SCORER,
+        cv=folds,
+        refit=False,
+        n_jobs=cores,
+    )
+    start = time.perf_counter()
+    with joblib.parallel_config(backend="loky"):
+        search.fit(sample[FEATURES], sample[TARGET].to_numpy())
+    wall = time.perf_counter() - start
+    results = search.cv_results_
+    scores = {key_of(p): -float(v) for p, v in zip(results["params"], results["mean_test_score"], strict=True)}
+    return wall, scores
+
+
+def holdout_rmspe(params: dict, fit_rows, holdout, seed: int, max_iter: int) -> float:
+    import numpy as np
+
+    from jobs.rossmann.features import FEATURES, TARGET
+    from jobs.rossmann.job import fit_and_predict
+    from jobs.rossmann.model import rmspe, sample_rows
+
+    refit = sample_rows(fit_rows, 300_000, seed)
+    pred, _ = fit_and_predict(params, seed, max_iter, refit[FEATURES], refit[TARGET].to_numpy(), holdout[FEATURES])
+    return rmspe(holdout["Sales"].to_numpy(), np.expm1(np.clip(pred, 0, 20)))
+
+
+def halving_benchmark(workers: int, seeds: list[int], spaces: list[str]) -> dict:
+    import statistics
+
+    from distributed import Client, LocalCluster
+
+    from jobs.rossmann.job import candidates_of, run_search
+    from jobs.rossmann.model import BUILTIN_SPACES, sample_rows
+
+    fit_rows, holdout = full_data()
+    out: dict = {"workers": workers, "seeds": seeds}
+    with (
+        LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        for name in spaces:
+            space = BUILTIN_SPACES[name]
+            runs = []
+            for seed in seeds:
+                sample = sample_rows(fit_rows, space.sample_rows, seed)
+                grid_wall, grid_scores = sklearn_grid(sample, space, seed, workers)
+                start = time.perf_counter()
+                outcome = run_search(client, sample, space, "halving", seed, progress=False)
+                wall = time.perf_counter() - start
+                grid_best = min(grid_scores, key=grid_scores.get)
+                winner = key_of(outcome.best_params)
+                grid_params = next(c for c in candidates_of(space, seed) if key_of(c) == grid_best)
+                h_grid = holdout_rmspe(grid_params, fit_rows, holdout, seed, space.max_iter)
+                same = winner == grid_best
+                h_halving = (
+                    h_grid if same else holdout_rmspe(outcome.best_params, fit_rows, holdout, seed, space.max_iter)
+                )
+                runs.append(
+                    {
+                        "seed": seed,
+                        "sklearn_grid_wall_s": round(grid_wall, 1),
+                        "halving_wall_s": round(wall, 1),
+                        "ratio": round(wall / grid_wall, 3),
+                        "cpu_efficiency": round(outcome.efficiency.parallel_efficiency, 3),
+                        "fraction_of_grid_epochs": outcome.work["fraction_of_grid"],
+                        "same_winner": same,
+                        "winner_cv_vs_grid_best": round(grid_scores[winner] / grid_scores[grid_best] - 1, 4),
+                        "holdout_rmspe_grid_winner": round(h_grid, 5),
+                        "holdout_rmspe_halving_winner": round(h_halving, 5),
+                        "holdout_over_noise_floor": round(h_halving / NOISE_FLOOR_RMSPE, 3),
+                    }
+                )
+            out[name] = {
+                "candidates": outcome.n_candidates,
+                "schedule": outcome.work["schedule"],
+                "median_ratio": statistics.median(r["ratio"] for r in runs),
+                "median_cpu_efficiency": statistics.median(r["cpu_efficiency"] for r in runs),
+                "quality_holds": all(
+                    (r["same_winner"] or r["winner_cv_vs_grid_best"] <= 0.005)
+                    and r["holdout_rmspe_halving_winner"] - r["holdout_rmspe_grid_winner"] <= 0.002
+                    for r in runs
+                ),
+                "runs": runs,
+            }
+    return out
+
+
 def search_benchmark(cores: int) -> dict:
     import joblib
     from distributed import Client, LocalCluster
     from sklearn.model_selection import GridSearchCV
 
-    from jobs.rossmann.data import SyntheticSpec, load_or_generate
-    from jobs.rossmann.features import FEATURES, TARGET, derive, modelling_rows, split_holdout
+    from jobs.rossmann.features import FEATURES, TARGET
     from jobs.rossmann.job import run_search
     from jobs.rossmann.model import BUILTIN_SPACES, RMSPE_SCORER, build_pipeline, date_block_folds, sample_rows
 
     space = BUILTIN_SPACES["default"]
-    with tempfile.TemporaryDirectory() as cache:
-        train, store, _ = load_or_generate(SyntheticSpec(), Path(cache))
-    rows = modelling_rows(derive(train.merge(store, on="Store", how="left")))
-    fit_rows, _ = split_holdout(rows)
+    fit_rows, _ = full_data()
     sample = sample_rows(fit_rows, space.sample_rows, 0)
     out: dict = {"grid_size": space.grid_size, "folds": space.folds, "rows": len(sample), "cores": cores}
 
@@ -182,13 +299,18 @@ def bigdata_benchmark() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", choices=["search", "rossmann", "bigdata"])
+    parser.add_argument("--only", nargs="*", choices=["search", "halving", "rossmann", "bigdata"])
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (and n_jobs)")
+    parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="halving: seeds")
+    parser.add_argument("--spaces", nargs="*", default=["default", "large"], help="halving: search spaces")
     args = parser.parse_args()
-    parts = args.only or ["search", "rossmann", "bigdata"]
-    cores = os.cpu_count() or 1
+    parts = args.only or ["search", "halving", "rossmann", "bigdata"]
+    cores = args.workers
     results: dict = {"cores": cores, "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)}
     if "search" in parts:
         results["search"] = search_benchmark(cores)
+    if "halving" in parts:
+        results["halving"] = halving_benchmark(cores, args.seeds, args.spaces)
     if "rossmann" in parts:
         results["rossmann"] = rossmann_benchmark()
     if "bigdata" in parts:
