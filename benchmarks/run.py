@@ -11,7 +11,7 @@
    the textbook sum(fit + score times) / (wall x cores).
 2. rossmann: the README's main job (`submit.py rossmann`, full size, fresh cache) as a subprocess: wall time and
    the peak of the summed RSS of its process tree (client + scheduler + workers).
-3. halving: the job's halving search (resumed survivors, asynchronous promotion) against scikit-learn
+3. halving: the job's halving search (resumed survivors; synchronous promotion, and ASHA beside it) against scikit-learn
    GridSearchCV(n_jobs=<cores>) on the same candidates and folds, per seed: wall ratio, CPU efficiency, work done,
    and quality (same winner, or the winner's 12-epoch CV RMSPE within 0.5 % of the grid's best; holdout RMSPE of
    both winners refit on 300,000 rows, and against the data's noise floor 0.0749).
@@ -30,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -116,6 +117,9 @@ def halving_benchmark(workers: int, seeds: list[int], spaces: list[str]) -> dict
                 start = time.perf_counter()
                 outcome = run_search(client, sample, space, "halving", seed, progress=False)
                 wall = time.perf_counter() - start
+                start = time.perf_counter()
+                asha = run_search(client, sample, replace(space, promotion="async"), "halving", seed, progress=False)
+                asha_wall = time.perf_counter() - start
                 grid_best = min(grid_scores, key=grid_scores.get)
                 winner = key_of(outcome.best_params)
                 grid_params = next(c for c in candidates_of(space, seed) if key_of(c) == grid_best)
@@ -131,6 +135,9 @@ def halving_benchmark(workers: int, seeds: list[int], spaces: list[str]) -> dict
                         "halving_wall_s": round(wall, 1),
                         "ratio": round(wall / grid_wall, 3),
                         "cpu_efficiency": round(outcome.efficiency.parallel_efficiency, 3),
+                        "async_ratio": round(asha_wall / grid_wall, 3),
+                        "async_cpu_efficiency": round(asha.efficiency.parallel_efficiency, 3),
+                        "async_same_winner_as_sync": key_of(asha.best_params) == key_of(outcome.best_params),
                         "fraction_of_grid_epochs": outcome.work["fraction_of_grid"],
                         "same_winner": same,
                         "winner_cv_vs_grid_best": round(grid_scores[winner] / grid_scores[grid_best] - 1, 4),
@@ -144,6 +151,8 @@ def halving_benchmark(workers: int, seeds: list[int], spaces: list[str]) -> dict
                 "schedule": outcome.work["schedule"],
                 "median_ratio": statistics.median(r["ratio"] for r in runs),
                 "median_cpu_efficiency": statistics.median(r["cpu_efficiency"] for r in runs),
+                "median_async_ratio": statistics.median(r["async_ratio"] for r in runs),
+                "median_async_cpu_efficiency": statistics.median(r["async_cpu_efficiency"] for r in runs),
                 "quality_holds": all(
                     (r["same_winner"] or r["winner_cv_vs_grid_best"] <= 0.005)
                     and r["holdout_rmspe_halving_winner"] - r["holdout_rmspe_grid_winner"] <= 0.002

@@ -5,10 +5,11 @@ next rung, where they *continue* training (``MLPRegressor.partial_fit``: one epo
 kept) instead of starting again. Preprocessing is fitted once per fold (and per value of its own parameters) on
 the workers and kept there; each candidate x fold model stays on the worker that trained it between rungs.
 
-Promotion is asynchronous (ASHA, Li et al. 2018, "A System for Massively Parallel Hyperparameter Tuning"): a
-candidate is promoted as soon as it is in the top 1/factor of the candidates that finished its rung, and no more
-than floor(finished / factor) of them ever are, so the cores never wait at a rung barrier. The final rung's best
-mean RMSPE wins.
+Promotion is synchronous by default (a rung's best go on once all of it has finished: reproducible, and measured to
+leave the cores idle ~1 % of the time, docs/benchmarks.md), or asynchronous with ``promotion: async`` in the search
+space (ASHA, Li et al. 2018, "A System for Massively Parallel Hyperparameter Tuning": a candidate goes on as soon as
+it is in the top 1/factor of those that finished its rung, never more than that share; the choice then depends on
+the order in which candidates finish). The final rung's best mean RMSPE wins.
 
 The pure parts (schedule, promotion, work accounting) are plain functions; ``search`` drives the futures.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +38,7 @@ class Schedule:
 
     rungs: tuple[int, ...]
     factor: int
+    asynchronous: bool = False  # True: ASHA; False: promote when every candidate of the rung has finished
 
     def survivors(self, n_candidates: int) -> list[int]:
         """How many candidates may reach each rung."""
@@ -50,13 +53,15 @@ class Schedule:
         return int(sum(n * int(s) for n, s in zip(self.survivors(n_candidates), steps, strict=True)))
 
 
-def default_schedule(max_iter: int, n_candidates: int, factor: int | None = None) -> Schedule:
+def default_schedule(
+    max_iter: int, n_candidates: int, factor: int | None = None, asynchronous: bool = False
+) -> Schedule:
     """Rungs at max_iter / factor^k (k = levels-1 .. 0), enough levels that about ``factor`` candidates reach the
     last one: factor 2 for up to 16 candidates (8 x 12 epochs: 3, 6, 12), else 3."""
     factor = factor or (2 if n_candidates <= 16 else 3)
     levels = max(1, min(int(math.log(max(n_candidates, 1), factor)), 4))
     rungs = sorted({max(1, round(max_iter / factor**k)) for k in range(levels)})
-    return Schedule(tuple(rungs), factor)
+    return Schedule(tuple(rungs), factor, asynchronous)
 
 
 def check_schedule(schedule: Schedule, source: str) -> Schedule:
@@ -123,8 +128,6 @@ class Trainee:
 def train_until(trainee: Trainee | None, fold: FoldData, mlp_params: dict, epochs: int, seed: int) -> Trainee:
     """Continue (or start) training to ``epochs`` epochs with partial_fit, one epoch a call, applying the MLP's
     n_iter_no_change / tol rule between calls (partial_fit does not stop by itself); then score the fold."""
-    import warnings
-
     from sklearn.exceptions import ConvergenceWarning
 
     if trainee is not None:
@@ -187,7 +190,9 @@ def search(
     """Run the asynchronous successive halving; ``on_epochs`` is told of each finished task's epochs."""
     # As tasks, not scattered: scattered data has no lineage (and the active memory manager keeps one replica), so
     # it would be lost with its worker; a task's data is recomputed from the scheduler's copy of its arguments.
-    X_f, y_f = client.submit(_same, X, pure=False), client.submit(_same, y, pure=False)
+    with warnings.catch_warnings():  # the search sample goes into the graph once, on purpose (above)
+        warnings.filterwarnings("ignore", message=".*Sending large graph.*")
+        X_f, y_f = client.submit(_same, X, pure=False), client.submit(_same, y, pure=False)
     prepared: dict[tuple[int, str], Future] = {}
     for c in candidates:
         pre, _ = split_params(c)
@@ -208,7 +213,10 @@ def search(
     where: dict[str, tuple[int, int, int]] = {}
     epochs_done = 0
 
+    launched = [0 for _ in schedule.rungs]
+
     def launch(c: int, rung: int) -> None:
+        launched[rung] += 1
         target = schedule.rungs[rung]
         for k in range(len(folds)):
             previous = trainees.get((c, k))
@@ -234,7 +242,8 @@ def search(
         fold_scores = pending.pop((c, rung))
         finished[rung][c] = float(np.mean(list(fold_scores.values())))
         rows.append(_row(candidates[c], c, rung, schedule.rungs[rung], fold_scores, epochs))
-        if rung + 1 < len(schedule.rungs):
+        rung_done = len(finished[rung]) == launched[rung]
+        if rung + 1 < len(schedule.rungs) and (schedule.asynchronous or rung_done):
             for winner in promotable(finished[rung], promoted[rung], schedule.factor):
                 promoted[rung].add(winner)
                 launch(winner, rung + 1)

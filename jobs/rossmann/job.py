@@ -202,16 +202,22 @@ def run_halving(
         "epoch_units": result.epoch_units,
         "grid_epoch_units": result.grid_epoch_units,
         "fraction_of_grid": round(result.epoch_units / result.grid_epoch_units, 3),
-        "schedule": {"rungs": list(schedule.rungs), "factor": schedule.factor},
+        "schedule": {
+            "rungs": list(schedule.rungs),
+            "factor": schedule.factor,
+            "promotion": "async" if schedule.asynchronous else "sync",
+        },
     }
     params = {k: _plain(v) for k, v in best["params"].items()}
     return SearchOutcome(result.cv_results, params, float(-best["mean_test_score"]), len(candidates), eff, work)
 
 
 def halving_schedule(space: SearchSpace, n_candidates: int) -> halving.Schedule:
+    asynchronous = space.promotion == "async"
     if space.rungs:
-        return halving.check_schedule(halving.Schedule(space.rungs, space.factor or 2), f"search space {space.name}")
-    return halving.default_schedule(space.max_iter, n_candidates, space.factor)
+        schedule = halving.Schedule(space.rungs, space.factor or 2, asynchronous)
+        return halving.check_schedule(schedule, f"search space {space.name}")
+    return halving.default_schedule(space.max_iter, n_candidates, space.factor, asynchronous)
 
 
 def _plain(value: Any) -> Any:

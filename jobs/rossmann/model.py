@@ -115,6 +115,7 @@ class SearchSpace:
     n_candidates: int | None = None  # None: the whole grid; a number: that many random candidates
     rungs: tuple[int, ...] | None = None  # halving: epochs at which candidates are compared (default: derived)
     factor: int | None = None  # halving: keep the best 1/factor at each rung (default: 2, or 3 above 16 candidates)
+    promotion: str = "sync"  # halving: "sync" (when a rung has finished) or "async" (ASHA)
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -155,13 +156,13 @@ BUILTIN_SPACES: dict[str, SearchSpace] = {
     ),
 }
 
-SPACE_KEYS = {"grid", "folds", "sample_rows", "max_iter", "n_candidates", "rungs", "factor"}
+SPACE_KEYS = {"grid", "folds", "sample_rows", "max_iter", "n_candidates", "rungs", "factor", "promotion"}
 INT_KEYS = ("folds", "sample_rows", "max_iter", "n_candidates", "factor")
 
 
 def load_space(spec: str) -> SearchSpace:
     """A built-in space by name, or a YAML file with ``grid`` (required) and optional folds, sample_rows,
-    max_iter, n_candidates, rungs and factor (halving). Lists of hidden_layer_sizes become tuples."""
+    max_iter, n_candidates, rungs, factor and promotion (halving). Lists of hidden_layer_sizes become tuples."""
     if spec in BUILTIN_SPACES:
         return BUILTIN_SPACES[spec]
     path = Path(spec)
@@ -196,6 +197,10 @@ def load_space(spec: str) -> SearchSpace:
             raise ValueError(f"{path}: key rungs: expected increasing epoch counts, got {rungs}")
         extra["rungs"] = tuple(rungs)
         extra["max_iter"] = rungs[-1]  # the last rung is the full budget
+    if "promotion" in data:
+        if data["promotion"] not in ("sync", "async"):
+            raise ValueError(f"{path}: key promotion: expected sync or async, got {data['promotion']!r}")
+        extra["promotion"] = data["promotion"]
     return SearchSpace(path.stem, grid, **extra)
 
 
