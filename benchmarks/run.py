@@ -99,10 +99,9 @@ def halving_benchmark(workers: int, seeds: list[int], spaces: list[str]) -> dict
 
     from distributed import Client, LocalCluster
 
-    from jobs.rossmann.job import candidates_of, run_search
-    from jobs.rossmann.model import BUILTIN_SPACES, sample_rows
+    from jobs.rossmann.model import BUILTIN_SPACES
 
-    fit_rows, holdout = full_data()
+    data = full_data()
     out: dict = {"workers": workers, "seeds": seeds}
     with (
         LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster,
@@ -110,49 +109,14 @@ def halving_benchmark(workers: int, seeds: list[int], spaces: list[str]) -> dict
     ):
         for name in spaces:
             space = BUILTIN_SPACES[name]
-            runs = []
-            for seed in seeds:
-                sample = sample_rows(fit_rows, space.sample_rows, seed)
-                grid_wall, grid_scores = sklearn_grid(sample, space, seed, workers)
-                start = time.perf_counter()
-                outcome = run_search(client, sample, space, "halving", seed, progress=False)
-                wall = time.perf_counter() - start
-                start = time.perf_counter()
-                asha = run_search(client, sample, replace(space, promotion="async"), "halving", seed, progress=False)
-                asha_wall = time.perf_counter() - start
-                grid_best = min(grid_scores, key=grid_scores.get)
-                winner = key_of(outcome.best_params)
-                grid_params = next(c for c in candidates_of(space, seed) if key_of(c) == grid_best)
-                h_grid = holdout_rmspe(grid_params, fit_rows, holdout, seed, space.max_iter)
-                same = winner == grid_best
-                h_halving = (
-                    h_grid if same else holdout_rmspe(outcome.best_params, fit_rows, holdout, seed, space.max_iter)
-                )
-                runs.append(
-                    {
-                        "seed": seed,
-                        "sklearn_grid_wall_s": round(grid_wall, 1),
-                        "halving_wall_s": round(wall, 1),
-                        "ratio": round(wall / grid_wall, 3),
-                        "cpu_efficiency": round(outcome.efficiency.parallel_efficiency, 3),
-                        "async_ratio": round(asha_wall / grid_wall, 3),
-                        "async_cpu_efficiency": round(asha.efficiency.parallel_efficiency, 3),
-                        "async_same_winner_as_sync": key_of(asha.best_params) == key_of(outcome.best_params),
-                        "fraction_of_grid_epochs": outcome.work["fraction_of_grid"],
-                        "same_winner": same,
-                        "winner_cv_vs_grid_best": round(grid_scores[winner] / grid_scores[grid_best] - 1, 4),
-                        "holdout_rmspe_grid_winner": round(h_grid, 5),
-                        "holdout_rmspe_halving_winner": round(h_halving, 5),
-                        "holdout_over_noise_floor": round(h_halving / NOISE_FLOOR_RMSPE, 3),
-                    }
-                )
+            runs = [halving_against_grid(client, space, seed, data, workers) for seed in seeds]
             out[name] = {
-                "candidates": outcome.n_candidates,
-                "schedule": outcome.work["schedule"],
-                "median_ratio": statistics.median(r["ratio"] for r in runs),
-                "median_cpu_efficiency": statistics.median(r["cpu_efficiency"] for r in runs),
-                "median_async_ratio": statistics.median(r["async_ratio"] for r in runs),
-                "median_async_cpu_efficiency": statistics.median(r["async_cpu_efficiency"] for r in runs),
+                "candidates": runs[0]["candidates"],
+                "schedule": runs[0]["schedule"],
+                **{
+                    f"median_{k}": statistics.median(r[k] for r in runs)
+                    for k in ("ratio", "cpu_efficiency", "async_ratio", "async_cpu_efficiency")
+                },
                 "quality_holds": all(
                     (r["same_winner"] or r["winner_cv_vs_grid_best"] <= 0.005)
                     and r["holdout_rmspe_halving_winner"] - r["holdout_rmspe_grid_winner"] <= 0.002
@@ -161,6 +125,45 @@ def halving_benchmark(workers: int, seeds: list[int], spaces: list[str]) -> dict
                 "runs": runs,
             }
     return out
+
+
+def halving_against_grid(client, space, seed: int, data: tuple, workers: int) -> dict:
+    """One seed: scikit-learn's grid, the halving search (sync, then async) and the winners' holdout scores."""
+    from jobs.rossmann.job import candidates_of, run_search
+    from jobs.rossmann.model import sample_rows
+
+    fit_rows, holdout = data
+    sample = sample_rows(fit_rows, space.sample_rows, seed)
+    grid_wall, grid_scores = sklearn_grid(sample, space, seed, workers)
+    start = time.perf_counter()
+    outcome = run_search(client, sample, space, "halving", seed, progress=False)
+    wall = time.perf_counter() - start
+    start = time.perf_counter()
+    asha = run_search(client, sample, replace(space, promotion="async"), "halving", seed, progress=False)
+    asha_wall = time.perf_counter() - start
+    grid_best, winner = min(grid_scores, key=grid_scores.get), key_of(outcome.best_params)
+    grid_params = next(c for c in candidates_of(space, seed) if key_of(c) == grid_best)
+    h_grid = holdout_rmspe(grid_params, fit_rows, holdout, seed, space.max_iter)
+    same = winner == grid_best
+    h_halving = h_grid if same else holdout_rmspe(outcome.best_params, fit_rows, holdout, seed, space.max_iter)
+    return {
+        "seed": seed,
+        "candidates": outcome.n_candidates,
+        "schedule": outcome.work["schedule"],
+        "sklearn_grid_wall_s": round(grid_wall, 1),
+        "halving_wall_s": round(wall, 1),
+        "ratio": round(wall / grid_wall, 3),
+        "cpu_efficiency": round(outcome.efficiency.parallel_efficiency, 3),
+        "async_ratio": round(asha_wall / grid_wall, 3),
+        "async_cpu_efficiency": round(asha.efficiency.parallel_efficiency, 3),
+        "async_same_winner_as_sync": key_of(asha.best_params) == winner,
+        "fraction_of_grid_epochs": outcome.work["fraction_of_grid"],
+        "same_winner": same,
+        "winner_cv_vs_grid_best": round(grid_scores[winner] / grid_scores[grid_best] - 1, 4),
+        "holdout_rmspe_grid_winner": round(h_grid, 5),
+        "holdout_rmspe_halving_winner": round(h_halving, 5),
+        "holdout_over_noise_floor": round(h_halving / NOISE_FLOOR_RMSPE, 3),
+    }
 
 
 def search_benchmark(cores: int) -> dict:

@@ -187,72 +187,96 @@ def search(
     seed: int,
     on_epochs: Callable[[int], None] = lambda n: None,
 ) -> HalvingResult:
-    """Run the asynchronous successive halving; ``on_epochs`` is told of each finished task's epochs."""
-    # As tasks, not scattered: scattered data has no lineage (and the active memory manager keeps one replica), so
-    # it would be lost with its worker; a task's data is recomputed from the scheduler's copy of its arguments.
-    with warnings.catch_warnings():  # the search sample goes into the graph once, on purpose (above)
-        warnings.filterwarnings("ignore", message=".*Sending large graph.*")
-        X_f, y_f = client.submit(_same, X, pure=False), client.submit(_same, y, pure=False)
-    prepared: dict[tuple[int, str], Future] = {}
-    for c in candidates:
-        pre, _ = split_params(c)
-        for k, (tr, te) in enumerate(folds):
-            key = (k, repr(sorted(pre.items())))
-            if key not in prepared:
-                prepared[key] = client.submit(prepare_fold, X_f, y_f, tr, te, pre, seed, pure=False)
-
-    def fold_of(c: int, k: int) -> Future:
-        return prepared[(k, repr(sorted(split_params(candidates[c])[0].items())))]
-
-    trainees: dict[tuple[int, int], Future] = {}
-    pending: dict[tuple[int, int], dict[int, float]] = {}  # (candidate, rung) -> fold -> score
-    finished: list[dict[int, float]] = [{} for _ in schedule.rungs]  # rung -> candidate -> mean score
-    promoted: list[set[int]] = [set() for _ in schedule.rungs]
-    rows: list[dict[str, Any]] = []
-    tasks = as_completed()
-    where: dict[str, tuple[int, int, int]] = {}
-    epochs_done = 0
-
-    launched = [0 for _ in schedule.rungs]
-
-    def launch(c: int, rung: int) -> None:
-        launched[rung] += 1
-        target = schedule.rungs[rung]
-        for k in range(len(folds)):
-            previous = trainees.get((c, k))
-            trainee = client.submit(
-                train_until, previous, fold_of(c, k), split_params(candidates[c])[1], target, seed, pure=False
-            )
-            trainees[(c, k)] = trainee
-            score = client.submit(last_score, trainee, pure=False)
-            where[score.key] = (c, k, rung)
-            tasks.add(score)
-
+    """Run the successive halving; ``on_epochs`` is told of each finished task's epochs."""
+    run = _Run(client, folds, candidates, schedule, seed)
+    run.prepare(X, y)
     for c in range(len(candidates)):
-        launch(c, 0)
-    for score_future in tasks:
-        c, k, rung = where.pop(score_future.key)
-        score, epochs = score_future.result()
-        step = schedule.rungs[rung] - (schedule.rungs[rung - 1] if rung else 0)
-        epochs_done += step
+        run.launch(c, 0)
+    for score_future in run.tasks:
+        step = run.finished_task(score_future)
         on_epochs(step)
-        pending.setdefault((c, rung), {})[k] = score
-        if len(pending[(c, rung)]) < len(folds):
-            continue
-        fold_scores = pending.pop((c, rung))
-        finished[rung][c] = float(np.mean(list(fold_scores.values())))
-        rows.append(_row(candidates[c], c, rung, schedule.rungs[rung], fold_scores, epochs))
-        rung_done = len(finished[rung]) == launched[rung]
-        if rung + 1 < len(schedule.rungs) and (schedule.asynchronous or rung_done):
-            for winner in promotable(finished[rung], promoted[rung], schedule.factor):
-                promoted[rung].add(winner)
-                launch(winner, rung + 1)
-    cv = pd.DataFrame(rows)
-    top = cv[cv["rung"] == cv["rung"].max()]
-    best = int(top["mean_test_score"].idxmax())
-    cv["promoted"] = [r.candidate in promoted[r.rung] for r in cv.itertuples()]
-    grid_units = len(candidates) * schedule.rungs[-1] * len(folds)
-    return HalvingResult(cv, best, epochs_done, grid_units, schedule)
+    return run.result()
+
+
+class _Run:
+    """The state of one search on the client: futures of the folds' data and of each candidate x fold model,
+    the scores that came back, and who was promoted."""
+
+    def __init__(self, client: Client, folds: list, candidates: list[dict], schedule: Schedule, seed: int):
+        self.client, self.folds, self.candidates, self.schedule, self.seed = client, folds, candidates, schedule, seed
+        self.prepared: dict[tuple[int, str], Future] = {}
+        self.trainees: dict[tuple[int, int], Future] = {}  # (candidate, fold) -> its model, on a worker
+        self.pending: dict[tuple[int, int], dict[int, float]] = {}  # (candidate, rung) -> fold -> score
+        self.finished: list[dict[int, float]] = [{} for _ in schedule.rungs]  # rung -> candidate -> mean score
+        self.promoted: list[set[int]] = [set() for _ in schedule.rungs]
+        self.launched = [0 for _ in schedule.rungs]
+        self.where: dict[str, tuple[int, int, int]] = {}  # score future -> (candidate, fold, rung)
+        self.rows: list[dict[str, Any]] = []
+        self.tasks = as_completed()
+        self.epochs_done = 0
+
+    def prepare(self, X: pd.DataFrame, y: np.ndarray) -> None:
+        """Preprocessing per fold and per value of the preprocessing parameters, on the workers."""
+        # As tasks, not scattered: scattered data has no lineage (and the active memory manager keeps one replica),
+        # so it would be lost with its worker; a task's data is recomputed from the scheduler's copy of its inputs.
+        with warnings.catch_warnings():  # the search sample goes into the graph once, on purpose
+            warnings.filterwarnings("ignore", message=".*Sending large graph.*")
+            X_f, y_f = self.client.submit(_same, X, pure=False), self.client.submit(_same, y, pure=False)
+        for c in range(len(self.candidates)):
+            pre = split_params(self.candidates[c])[0]
+            for k, (tr, te) in enumerate(self.folds):
+                if (key := self.fold_key(c, k)) not in self.prepared:
+                    self.prepared[key] = self.client.submit(prepare_fold, X_f, y_f, tr, te, pre, self.seed, pure=False)
+
+    def fold_key(self, c: int, k: int) -> tuple[int, str]:
+        return (k, repr(sorted(split_params(self.candidates[c])[0].items())))
+
+    def launch(self, c: int, rung: int) -> None:
+        """Candidate ``c`` trains on (or continues to) the rung's epochs on every fold."""
+        self.launched[rung] += 1
+        mlp_params = split_params(self.candidates[c])[1]
+        for k in range(len(self.folds)):
+            fold = self.prepared[self.fold_key(c, k)]
+            trainee = self.client.submit(
+                train_until,
+                self.trainees.get((c, k)),
+                fold,
+                mlp_params,
+                self.schedule.rungs[rung],
+                self.seed,
+                pure=False,
+            )
+            self.trainees[(c, k)] = trainee
+            score = self.client.submit(last_score, trainee, pure=False)
+            self.where[score.key] = (c, k, rung)
+            self.tasks.add(score)
+
+    def finished_task(self, score_future: Future) -> int:
+        """Book a fold's score; when a candidate has all its folds, promote who may go on. Returns its epochs."""
+        c, k, rung = self.where.pop(score_future.key)
+        score, epochs = score_future.result()
+        rungs = self.schedule.rungs
+        step = rungs[rung] - (rungs[rung - 1] if rung else 0)
+        self.epochs_done += step
+        self.pending.setdefault((c, rung), {})[k] = score
+        if len(self.pending[(c, rung)]) == len(self.folds):
+            fold_scores = self.pending.pop((c, rung))
+            self.finished[rung][c] = float(np.mean(list(fold_scores.values())))
+            self.rows.append(_row(self.candidates[c], c, rung, rungs[rung], fold_scores, epochs))
+            rung_done = len(self.finished[rung]) == self.launched[rung]
+            if rung + 1 < len(rungs) and (self.schedule.asynchronous or rung_done):
+                for winner in promotable(self.finished[rung], self.promoted[rung], self.schedule.factor):
+                    self.promoted[rung].add(winner)
+                    self.launch(winner, rung + 1)
+        return step
+
+    def result(self) -> HalvingResult:
+        cv = pd.DataFrame(self.rows)
+        top = cv[cv["rung"] == cv["rung"].max()]
+        best = int(top["mean_test_score"].idxmax())
+        cv["promoted"] = [r.candidate in self.promoted[r.rung] for r in cv.itertuples()]
+        grid_units = len(self.candidates) * self.schedule.rungs[-1] * len(self.folds)
+        return HalvingResult(cv, best, self.epochs_done, grid_units, self.schedule)
 
 
 def _row(params: dict, c: int, rung: int, epochs: int, fold_scores: dict[int, float], trained: int) -> dict:
