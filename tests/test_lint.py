@@ -91,3 +91,9 @@ def test_no_function_over_60_lines_outside_tests_and_data_generators():
                 if lines > MAX_FUNCTION_LINES and f"{rel}::{node.name}" not in LONG_FUNCTIONS_ALLOWED:
                     long.append(f"{rel}::{node.name} ({lines} lines)")
     assert long == []
+
+
+def test_the_readme_stays_a_five_minute_read():
+    """What it is, the two set-up commands, the layout and links: the manual lives in docs/."""
+    size = len((REPO_ROOT / "README.md").read_bytes())
+    assert size <= 8000, f"README.md is {size} bytes; move detail to docs/"
