@@ -80,6 +80,23 @@ def test_a_survivor_continues_its_training_with_its_adam_state(fold):
     assert len(resumed.scores) == 2 and resumed.scores[1] == straight.scores[0]
 
 
+def test_each_resumed_epoch_draws_a_new_shuffle(fold):
+    """partial_fit re-seeds from an int random_state on every call (one row order for every epoch); the trainee's
+    generator is a RandomState that goes on across calls: its first epoch is fit's first epoch exactly (same
+    initial weights, same shuffle), and later epochs draw new orders."""
+    from jobs.rossmann.model import build_pipeline
+
+    params = {"mlp__hidden_layer_sizes": (32,)}
+    one = halving.train_until(None, fold, params, 1, seed=0)
+    mlp = build_pipeline(seed=0, max_iter=1).named_steps["mlp"].set_params(hidden_layer_sizes=(32,))
+    mlp.fit(fold.X_train, fold.y_train)
+    for a, b in zip(one.model.coefs_, mlp.coefs_, strict=True):
+        np.testing.assert_array_equal(a, b)
+    fresh = np.random.RandomState(0).get_state()[1]
+    after = halving.train_until(one, fold, params, 3, seed=0).model.random_state.get_state()[1]
+    assert not np.array_equal(fresh, after)  # the stream advanced: the next epochs are shuffled anew
+
+
 def test_the_stopping_rule_is_applied_between_calls(fold):
     """partial_fit never stops by itself; n_iter_no_change epochs without a tol improvement stop the candidate."""
     params = {"mlp__tol": 100.0, "mlp__n_iter_no_change": 2}

@@ -135,6 +135,10 @@ def train_until(trainee: Trainee | None, fold: FoldData, mlp_params: dict, epoch
     else:
         mlp = build_pipeline(seed=seed).named_steps["mlp"]
         mlp.set_params(**{k.removeprefix("mlp__"): v for k, v in mlp_params.items()})
+        # partial_fit re-seeds its generator from random_state on every call: with an int, every epoch would shuffle
+        # the rows the same way. A RandomState object is used as it is, so the stream goes on across calls and the
+        # epochs see what fit(max_iter=n) shows them (same initial weights, same shuffles).
+        mlp.set_params(random_state=np.random.RandomState(mlp.random_state))
         trainee = Trainee(mlp)
     mlp = trainee.model
     with warnings.catch_warnings():
