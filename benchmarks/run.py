@@ -1,7 +1,7 @@
 """Benchmarks of the Rossmann and bigdata jobs, measured side by side in one run; prints ratios, never asserts.
 
     .venv/bin/python -m benchmarks.run                  # everything, from the checkout (~10 min on 2 cores)
-    .venv/bin/python -m benchmarks.run --only search    # search, rossmann, bigdata
+    .venv/bin/python -m benchmarks.run --only halving   # search, halving, rossmann, bigdata
 
 1. search: the same grid on the same sample and folds, as
    - dask-ml GridSearchCV on the embedded cluster (one single-threaded worker process per core),

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
 import fsspec
 
@@ -78,10 +78,6 @@ class Location:
             fs, path = self.filesystem()
             return fs.exists(path)
 
-    def open(self, mode: str = "rb") -> IO[bytes]:
-        fs, path = self.filesystem()
-        return fs.open(path, mode)
-
     def write_bytes(self, data: bytes) -> None:
         """All or nothing: a local file is written beside and renamed into place; an object is one PUT (or a
         multipart upload that is only completed at the end)."""
@@ -104,10 +100,10 @@ class Location:
 def parse_location(url: str, options: str = "") -> Location:
     """``url`` with ``--storage-options`` text: comma-separated key=value pairs; a dotted key sets a nested
     option (client_kwargs.region_name=eu-west-1); true/false and numbers are typed."""
-    return Location(url, parse_storage_options(options, url))
+    return Location(url, parse_storage_options(options))
 
 
-def parse_storage_options(text: str, url: str = "") -> dict[str, Any]:
+def parse_storage_options(text: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in filter(None, (p.strip() for p in (text or "").split(","))):
         key, sep, value = pair.partition("=")

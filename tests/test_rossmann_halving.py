@@ -38,6 +38,8 @@ def test_promotion_is_never_more_than_the_top_share_of_those_finished():
     assert halving.promotable({**finished, 2: 0.20}, {1}, 2) == []  # 3 finished: still 1
     assert halving.promotable({**finished, 2: 0.20, 3: 0.05}, {1}, 2) == [3]  # 4 finished: top 2 are 3 and 1
     assert halving.promotable({**finished, 2: 0.20, 3: 0.05}, {1}, 3) == []  # factor 3: 1 of 4, and 1 went on
+    assert halving.promotable({0: 0.3}, set(), 2) == []  # 1 of 1 is less than a half...
+    assert halving.promotable({0: 0.3}, set(), 2, complete=True) == [0]  # ...but a finished rung sends one on
 
 
 def test_a_search_file_sets_the_rungs_and_factor(tmp_path: Path):
@@ -101,8 +103,9 @@ def test_the_stopping_rule_is_applied_between_calls(fold):
     """partial_fit never stops by itself; n_iter_no_change epochs without a tol improvement stop the candidate."""
     params = {"mlp__tol": 100.0, "mlp__n_iter_no_change": 2}
     trainee = halving.train_until(None, fold, params, 12, seed=0)
-    assert trainee.stopped and trainee.epochs == 3  # epoch 1 improves on inf; 2 and 3 do not by 100
-    assert halving.train_until(trainee, fold, params, 24, seed=0).epochs == 3
+    # epoch 1 improves on inf; 2, 3 and 4 do not by 100, and fit stops once that count exceeds n_iter_no_change
+    assert trainee.stopped and trainee.epochs == 4
+    assert halving.train_until(trainee, fold, params, 24, seed=0).epochs == 4
 
 
 # --- on Dask worker processes --------------------------------------------------------------------------------------
@@ -134,7 +137,7 @@ def test_a_worker_lost_during_a_rung_changes_nothing(rows, tmp_path: Path):
 
         def kill_after_first_promotion(epochs: int) -> None:
             done.append(epochs)
-            if len(done) == 6 and not killed.is_set():  # 3 candidates finished rung 0: one of them trains on
+            if len(done) == 6 and not killed.is_set():  # 6 of rung 0's 8 fold tasks are done, the rest running
                 killed.set()
                 cluster.kill_worker(0)
                 cluster.start_worker()

@@ -207,7 +207,7 @@ def data_folder(client: Client, opts: BigDataOptions) -> Location:
     problem = unseen_local_problem(location, "--storage", socket.gethostname(), hosts)
     if problem:
         raise StorageError(problem)
-    return Location(str(Path(location.url).resolve()), location.options)
+    return Location(str(Path(location.url.removeprefix("file://")).resolve()), location.options)
 
 
 def fit_partition_by_partition(

@@ -193,6 +193,12 @@ def run_halving(
     from tqdm.auto import tqdm
 
     candidates = candidates_of(space, seed)
+    for c in candidates:  # partial_fit exists for the stochastic solvers only, and refuses early_stopping
+        if c.get("mlp__solver", "adam") == "lbfgs" or c.get("mlp__early_stopping"):
+            raise ValueError(
+                f"search space {space.name}: --strategy halving trains with partial_fit, which solver lbfgs and "
+                "early_stopping do not support; use --strategy grid or leave them out"
+            )
     schedule = halving_schedule(space, len(candidates))
     bound = schedule.epoch_units(len(candidates)) * len(folds)
     with tqdm(total=bound, desc="search", unit="epoch", disable=not progress) as bar, measure(client) as eff:
@@ -374,6 +380,8 @@ def plot_search(cv: pd.DataFrame, baseline_rmspe: float, best: float, path: Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if "rung" in cv:  # halving: each candidate where it ended, not its earlier rungs' shorter training
+        cv = cv.sort_values("rung").groupby("candidate").tail(1)
     params = [c for c in cv.columns if c.startswith("param_")]
     fig, axes = plt.subplots(1, max(1, len(params)), figsize=(4 * max(1, len(params)), 3.6), squeeze=False)
     for ax, column in zip(axes[0], params, strict=False):

@@ -114,7 +114,8 @@ class SearchSpace:
     max_iter: int = 12
     n_candidates: int | None = None  # None: the whole grid; a number: that many random candidates
     rungs: tuple[int, ...] | None = None  # halving: epochs at which candidates are compared (default: derived)
-    factor: int | None = None  # halving: keep the best 1/factor at each rung (default: 2, or 3 above 16 candidates)
+    factor: int | None = None  # halving: keep the best 1/factor per rung (default 2; 3 above 16 candidates when
+    # the rungs are derived)
     promotion: str = "sync"  # halving: "sync" (when a rung has finished) or "async" (ASHA)
     meta: dict[str, Any] = field(default_factory=dict)
 
