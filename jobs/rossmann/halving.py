@@ -59,8 +59,8 @@ def default_schedule(
     """Rungs at max_iter / factor^k (k = levels-1 .. 0), enough levels that about ``factor`` candidates reach the
     last one: factor 2 for up to 16 candidates (8 x 12 epochs: 3, 6, 12), else 3."""
     factor = factor or (2 if n_candidates <= 16 else 3)
-    levels = 1  # the largest k with factor^k <= n_candidates, at most 4 rungs
-    while levels < 4 and factor**levels <= n_candidates:
+    levels = 1  # the largest k with factor^k <= n_candidates (at least 1, at most 4 rungs)
+    while levels < 4 and factor ** (levels + 1) <= n_candidates:
         levels += 1
     rungs = sorted({max(1, round(max_iter / factor**k)) for k in range(levels)})
     return Schedule(tuple(rungs), factor, asynchronous)
