@@ -6,7 +6,7 @@ kept) instead of starting again. Preprocessing is fitted once per fold (and per 
 the workers and kept there; each candidate x fold model stays on the worker that trained it between rungs.
 
 Promotion is synchronous by default (a rung's best go on once all of it has finished: reproducible; measured CPU
-efficiency 0.93 against ASHA's 0.90 on the default space, docs/benchmarks.md), or asynchronous with
+efficiency 0.89 against ASHA's 0.91 on the default space, docs/benchmarks.md), or asynchronous with
 ``promotion: async`` in the search space (ASHA, Li et al. 2018, "A System for Massively Parallel Hyperparameter
 Tuning": a candidate goes on as soon as it is in the top 1/factor of those that finished its rung, never more than
 that share; the choice then depends on the order in which candidates finish). The final rung's best mean RMSPE wins.
