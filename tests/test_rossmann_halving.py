@@ -144,7 +144,6 @@ def test_a_worker_lost_during_a_rung_changes_nothing(rows, tmp_path: Path):
 
         disturbed = run(client, rows, kill_after_first_promotion)
     assert killed.is_set()
-    assert calm.cv_results["candidate"].tolist()  # something ran
     # Training is deterministic and promotion synchronous: the lost work is recomputed and every candidate x rung
     # ends with the same scores, so the same candidates go on and the same one wins.
     assert scores_of(disturbed) == scores_of(calm)

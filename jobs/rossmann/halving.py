@@ -66,14 +66,6 @@ def default_schedule(
     return Schedule(tuple(rungs), factor, asynchronous)
 
 
-def check_schedule(schedule: Schedule, source: str) -> Schedule:
-    if not schedule.rungs or any(b <= a for a, b in zip(schedule.rungs, schedule.rungs[1:], strict=False)):
-        raise ValueError(f"{source}: key rungs: expected increasing epoch counts, got {list(schedule.rungs)}")
-    if schedule.rungs[0] < 1 or schedule.factor < 2:
-        raise ValueError(f"{source}: expected rungs >= 1 epoch and factor >= 2")
-    return schedule
-
-
 # --- promotion (pure) -----------------------------------------------------------------------------------------------
 
 

@@ -220,9 +220,8 @@ def run_halving(
 
 def halving_schedule(space: SearchSpace, n_candidates: int) -> halving.Schedule:
     asynchronous = space.promotion == "async"
-    if space.rungs:
-        schedule = halving.Schedule(space.rungs, space.factor or 2, asynchronous)
-        return halving.check_schedule(schedule, f"search space {space.name}")
+    if space.rungs:  # validated by load_space (increasing, >= 1; factor >= 2)
+        return halving.Schedule(space.rungs, space.factor or 2, asynchronous)
     return halving.default_schedule(space.max_iter, n_candidates, space.factor, asynchronous)
 
 

@@ -54,12 +54,7 @@ def moto_s3(workdir: Path, bucket: str = "dask-platform-test") -> Iterator[Stora
     """moto's S3 server with one bucket. Any access key is accepted unless the server enforces IAM, so the
     wrong-credentials case uses a server started with ``strict=True`` (see ``moto_s3_strict``)."""
     with _moto(workdir, {}) as (endpoint, proc):
-        env = {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": endpoint,
-        }
+        env = s3_env(endpoint, "testing", "testing")
         _make_bucket(env, bucket)
         yield StorageServer("s3", endpoint, env, f"s3://{bucket}", proc)
 
@@ -78,6 +73,16 @@ def _moto(workdir: Path, extra_env: dict[str, str]) -> Iterator[tuple[str, subpr
         yield f"http://127.0.0.1:{port}", proc
     finally:
         _stop(proc)
+
+
+def s3_env(endpoint: str, key_id: str, secret: str) -> dict[str, str]:
+    """The variables botocore reads: what a laptop's environment would hold for this server."""
+    return {
+        "AWS_ACCESS_KEY_ID": key_id,
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }
 
 
 def _make_bucket(env: dict[str, str], bucket: str) -> None:
@@ -111,12 +116,7 @@ def moto_s3_strict(workdir: Path, bucket: str = "dask-platform-test") -> Iterato
             PolicyDocument='{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", '
             '"Resource": "*"}]}',
         )
-        env = {
-            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": endpoint,
-        }
+        env = s3_env(endpoint, key["AccessKeyId"], key["SecretAccessKey"])
         boto3.client("s3", **admin, **keys).create_bucket(Bucket=bucket)
         yield StorageServer("s3-strict", endpoint, env, f"s3://{bucket}", proc)
 
