@@ -200,6 +200,8 @@ def port_forward(ref: ServiceRef, kube_context: str | None = None, kubeconfig: s
                 conn, _ = listener.accept()
             except TimeoutError:
                 continue
+            except OSError:  # the listener was closed under accept() at the end of the session: nothing to serve
+                return
             threading.Thread(target=pipe, args=(conn,), daemon=True).start()
 
     threading.Thread(target=accept, daemon=True).start()
