@@ -34,6 +34,8 @@ from pathlib import Path
 
 import psutil
 
+from benchmarks.optuna_search import optuna_search
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -114,7 +116,14 @@ def halving_benchmark(workers: int, seeds: list[int], spaces: list[str]) -> dict
                 "schedule": runs[0]["schedule"],
                 **{
                     f"median_{k}": statistics.median(r[k] for r in runs)
-                    for k in ("ratio", "cpu_efficiency", "async_ratio", "async_cpu_efficiency")
+                    for k in (
+                        "ratio",
+                        "cpu_efficiency",
+                        "async_ratio",
+                        "async_cpu_efficiency",
+                        "optuna_ratio",
+                        "optuna_cpu_efficiency",
+                    )
                 },
                 "quality_holds": all(
                     (r["same_winner"] or r["winner_cv_vs_grid_best"] <= 0.005)
@@ -140,11 +149,18 @@ def halving_against_grid(client, space, seed: int, data: tuple, workers: int) ->
     start = time.perf_counter()
     asha = run_search(client, sample, replace(space, promotion="async"), "halving", seed, progress=False)
     asha_wall = time.perf_counter() - start
+    study = optuna_search(client, sample, space, seed)
     grid_best, winner = min(grid_scores, key=grid_scores.get), key_of(outcome.best_params)
-    grid_params = next(c for c in candidates_of(space, seed) if key_of(c) == grid_best)
-    h_grid = holdout_rmspe(grid_params, fit_rows, holdout, seed, space.max_iter)
+    holdouts: dict[str, float] = {}
+
+    def holdout_of(params: dict) -> float:  # each winner refit once
+        if key_of(params) not in holdouts:
+            holdouts[key_of(params)] = holdout_rmspe(params, fit_rows, holdout, seed, space.max_iter)
+        return holdouts[key_of(params)]
+
+    h_grid = holdout_of(next(c for c in candidates_of(space, seed) if key_of(c) == grid_best))
+    h_halving, h_optuna = holdout_of(outcome.best_params), holdout_of(study["best_params"])
     same = winner == grid_best
-    h_halving = h_grid if same else holdout_rmspe(outcome.best_params, fit_rows, holdout, seed, space.max_iter)
     return {
         "seed": seed,
         "candidates": outcome.n_candidates,
@@ -162,6 +178,15 @@ def halving_against_grid(client, space, seed: int, data: tuple, workers: int) ->
         "holdout_rmspe_grid_winner": round(h_grid, 5),
         "holdout_rmspe_halving_winner": round(h_halving, 5),
         "holdout_over_noise_floor": round(h_halving / NOISE_FLOOR_RMSPE, 3),
+        "optuna_ratio": round(study["wall_s"] / grid_wall, 3),
+        "optuna_cpu_efficiency": round(study["cpu_efficiency"], 3),
+        "optuna_fraction_of_grid_epochs": study["fraction_of_grid_epochs"],
+        "optuna_pruned": f"{study['pruned']} of {study['trials']}",
+        "optuna_same_winner": key_of(study["best_params"]) == grid_best,
+        "optuna_winner_cv_vs_grid_best": round(
+            grid_scores[key_of(study["best_params"])] / grid_scores[grid_best] - 1, 4
+        ),
+        "holdout_rmspe_optuna_winner": round(h_optuna, 5),
     }
 
 
