@@ -102,13 +102,25 @@ def test_training_rung_by_rung_computes_what_fit_computes(fold):
     assert sorted(order) == list(range(len(fold.y_train))) and not np.array_equal(order, np.sort(order))
 
 
-def test_the_stopping_rule_is_applied_between_calls(fold):
-    """partial_fit never stops by itself; n_iter_no_change epochs without a tol improvement stop the candidate."""
-    params = {"mlp__tol": 100.0, "mlp__n_iter_no_change": 2}
-    trainee = halving.train_until(None, fold, params, 12, seed=0)
-    # epoch 1 improves on inf; 2, 3 and 4 do not by 100, and fit stops once that count exceeds n_iter_no_change
-    assert trainee.stopped and trainee.epochs == 4
-    assert halving.train_until(trainee, fold, params, 24, seed=0).epochs == 4
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"mlp__tol": 100.0, "mlp__n_iter_no_change": 2},  # Adam: stops once the count exceeds n_iter_no_change
+        {"mlp__tol": 100.0, "mlp__n_iter_no_change": 2, "mlp__solver": "sgd", "mlp__learning_rate": "adaptive"},
+    ],
+    ids=["adam", "adaptive-sgd"],
+)
+def test_the_stopping_rule_is_applied_between_calls(fold, params):
+    """partial_fit never stops by itself; the trainee stops where fit stops (Adam: after 4 epochs here; adaptive
+    SGD divides its rate by 5 instead and stops only once the rate is 1e-6), and stays stopped."""
+    from jobs.rossmann.model import build_pipeline
+
+    mlp = build_pipeline(seed=0, max_iter=40).named_steps["mlp"]
+    mlp.set_params(**{k.removeprefix("mlp__"): v for k, v in params.items()}).fit(fold.X_train, fold.y_train)
+    trainee = halving.train_until(halving.train_until(None, fold, params, 3, seed=0), fold, params, 40, seed=0)
+    assert trainee.stopped and trainee.epochs == mlp.n_iter_ < 40
+    assert trainee.epochs == (4 if "mlp__solver" not in params else 19)
+    assert halving.train_until(trainee, fold, params, 60, seed=0).epochs == trainee.epochs
 
 
 # --- on Dask worker processes --------------------------------------------------------------------------------------

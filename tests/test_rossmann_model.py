@@ -111,7 +111,7 @@ def test_unknown_space_name():
 
 
 def test_a_candidate_budget_makes_any_strategy_sample(tmp_path: Path):
-    """n_candidates in a search file is honoured by the default grid strategy too."""
+    """n_candidates in a search file is honoured by the grid strategy too."""
     import dask_ml.model_selection as dms
 
     from jobs.rossmann.job import make_search

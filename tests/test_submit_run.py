@@ -63,7 +63,9 @@ def test_embedded_run_beats_the_baseline_and_writes_results(embedded_summary):
     assert s["holdout_rmspe"]["model"] < s["holdout_rmspe"]["baseline"]
     folder = Path(s["run_folder"])
     assert json.loads((folder / "summary.json").read_text())["best_params"] == s["best_params"]
-    assert (folder / "cv_results.csv").read_text().count("\n") == s["n_candidates"] + 1
+    # the default strategy is halving: a row per candidate x rung reached (4 at 20 epochs, the best 2 at 40)
+    assert s["search"]["strategy"] == "halving" and s["search"]["work"]["schedule"]["rungs"] == [20, 40]
+    assert (folder / "cv_results.csv").read_text().count("\n") == 4 + 2 + 1
     assert (folder / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert s["n_candidates"] == 4 and s["search"]["folds"] == 2
     assert 0 < s["parallel_efficiency"] <= 1.05

@@ -42,6 +42,7 @@ BASE_STORES = 1115
 COLUMNS = NUMERIC  # the Rossmann job's numeric features
 ONE_HOT = {
     "DayOfWeek": range(1, 8),
+    "DayOfMonth": range(1, 32),
     "Month": range(1, 13),
     "StoreType": "abcd",
     "Assortment": "abc",
@@ -93,9 +94,10 @@ class Normalizer:
 
 def write_partition(folder: Location, index: int, seed: int) -> dict[str, Any]:
     """Generate the stores of partition ``index`` and write them as one Parquet file (whole or not at all); an
-    existing file is reused. Returns its stats."""
+    existing file is reused unless it lacks a column this version reads (written before a feature change).
+    Returns its stats."""
     target = folder.child(f"part-{index:05d}.parquet")
-    if not target.exists():
+    if not target.exists() or not _has_columns(target):
         train, store = generate(SyntheticSpec(stores=STORES_PER_PARTITION, seed=seed * 100_003 + index))
         offset = index * STORES_PER_PARTITION
         train["Store"] += offset
@@ -105,6 +107,13 @@ def write_partition(folder: Location, index: int, seed: int) -> dict[str, Any]:
         target.write_bytes(to_parquet_bytes(features))
     frame = read_partition(target)
     return {"path": target, "rows": len(frame), "bytes_in_memory": int(frame.memory_usage(deep=True).sum())}
+
+
+def _has_columns(part: Location) -> bool:
+    import pyarrow.parquet as pq
+
+    names = set(pq.read_schema(io.BytesIO(part.read_bytes())).names)
+    return {*COLUMNS, *ONE_HOT, "Store", "Date", TARGET} <= names
 
 
 def read_partition(part: Location) -> pd.DataFrame:

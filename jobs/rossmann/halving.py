@@ -17,7 +17,6 @@ The pure parts (schedule, promotion, work accounting) are plain functions; ``sea
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,13 +105,12 @@ def prepare_fold(
 
 @dataclass
 class Trainee:
-    """A candidate's model on one fold, between rungs: the MLP (weights, Adam state, its generator with fit's row
-    order), its epochs, the training-loss stopping rule's state, and its validation RMSPE after each rung."""
+    """A candidate's model on one fold, between rungs: the MLP (weights, Adam state, the stopping rule's count, its
+    generator with fit's row order), its epochs, whether fit would have stopped, and its validation RMSPE after
+    each rung."""
 
     model: Any
     epochs: int = 0
-    best_loss: float = math.inf
-    no_improvement: int = 0
     stopped: bool = False
     scores: list[float] = field(default_factory=list)
 
@@ -135,8 +133,10 @@ class FitOrderRandomState(np.random.RandomState):
         self.order = order
 
     def shuffle(self, x) -> None:
+        if self.order is not None and len(self.order) != len(x):
+            raise ValueError(f"a trainee's rows changed: {len(self.order)} rows, then {len(x)}")
         super().shuffle(x)
-        if self.order is not None and len(self.order) == len(x):
+        if self.order is not None:
             x[:] = self.order[x]
         self.order = np.array(x)
 
@@ -172,12 +172,11 @@ def train_until(trainee: Trainee | None, fold: FoldData, mlp_params: dict, epoch
         while trainee.epochs < epochs and not trainee.stopped:
             mlp.partial_fit(fold.X_train, fold.y_train)
             trainee.epochs += 1
-            if mlp.loss_ > trainee.best_loss - mlp.tol:
-                trainee.no_improvement += 1
-            else:
-                trainee.no_improvement = 0
-            trainee.best_loss = min(trainee.best_loss, mlp.loss_)
-            trainee.stopped = trainee.no_improvement > mlp.n_iter_no_change  # as fit's test (scikit-learn 1.9.1)
+            # partial_fit keeps fit's no-improvement count (reset only on a first call) and asks the optimizer, as
+            # fit does; it cannot stop a one-epoch call, so the answer is read here. The count stays above
+            # n_iter_no_change exactly when the optimizer said stop (Adam always; adaptive SGD divides its rate by 5
+            # and resets the count until the rate is 1e-6): scikit-learn 1.9.1, _fit_stochastic.
+            trainee.stopped = mlp._no_improvement_count > mlp.n_iter_no_change
     trainee.scores.append(rmspe_from_log(fold.y_test, mlp.predict(fold.X_test)))
     return trainee
 
