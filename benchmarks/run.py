@@ -13,7 +13,8 @@
 3. halving: the job's halving search (resumed survivors; synchronous promotion, and ASHA beside it) against scikit-learn
    GridSearchCV(n_jobs=<cores>) on the same candidates and folds, per seed: wall ratio, CPU efficiency, work done,
    and quality (same winner, or the winner's 12-epoch CV RMSPE within 0.5 % of the grid's best; holdout RMSPE of
-   both winners refit on 300,000 rows, and against the data's noise floor 0.0749).
+   the winners refit on 300,000 rows, and against the data's noise floor 0.0749); and an Optuna study with its
+   ASHA pruner on the same candidates, folds and training code (benchmarks/optuna_search.py).
 4. bigdata: peak worker RSS at data x1 and x10 with a 1 GiB worker memory limit, with the partitions in a local
    folder and in object storage (moto's S3 server on 127.0.0.1, as in tests/test_storage.py), side by side.
 """
