@@ -18,8 +18,6 @@ import time
 import warnings
 from typing import Any
 
-import numpy as np
-
 _FOLDS: dict[tuple, Any] = {}  # per worker process: (study, fold, preprocessing parameters) -> FoldData
 
 
@@ -38,7 +36,7 @@ def _objective(trial: Any, X, y, folds: list, candidates: list[dict], rungs: tup
     pre, mlp = halving.split_params(candidates[index])
     data = []
     for i, (tr, te) in enumerate(folds):  # preprocessing fitted once per fold on each worker, as halving does
-        key = (trial.study.study_name, i, repr(sorted(pre.items())))
+        key = (trial.study.study_name, i, halving.preprocessing_key(candidates[index]))
         if key not in _FOLDS:
             _FOLDS[key] = halving.prepare_fold(X, y, tr, te, pre, seed)
         data.append(_FOLDS[key])
@@ -112,5 +110,4 @@ def optuna_search(client, sample, space, seed: int) -> dict:
         "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in done),
         "fraction_of_grid_epochs": round(epochs / (len(candidates) * space.max_iter * len(folds)), 3),
         "best_params": candidates[best.params["candidate"]],
-        "best_cv_rmspe": float(np.round(best.value, 5)),
     }

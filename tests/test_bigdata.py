@@ -25,3 +25,19 @@ def test_bigdata_learns_partition_by_partition_within_worker_memory(tmp_path: Pa
     assert summary["worker_memory_limit_bytes"] == 2**30
     assert summary["peak_worker_rss_bytes"] < 2**30
     assert json.loads((Path(summary["run_folder"]) / "summary.json").read_text())["rows"] == summary["rows"]
+
+
+def test_a_cached_partition_without_a_column_the_job_reads_is_written_again(tmp_path: Path):
+    """Partitions written before a feature change (here: without Years) are regenerated, not read and failed on."""
+    import pandas as pd
+
+    from jobs.bigdata.job import write_partition
+    from jobs.storage import parse_location
+
+    folder = parse_location(str(tmp_path))
+    first = write_partition(folder, 0, seed=0)
+    old = pd.read_parquet(tmp_path / "part-00000.parquet").drop(columns=["Years"])
+    old.to_parquet(tmp_path / "part-00000.parquet")
+    again = write_partition(folder, 0, seed=0)
+    assert "Years" in pd.read_parquet(tmp_path / "part-00000.parquet").columns
+    assert again["rows"] == first["rows"]

@@ -97,7 +97,8 @@ def write_partition(folder: Location, index: int, seed: int) -> dict[str, Any]:
     existing file is reused unless it lacks a column this version reads (written before a feature change).
     Returns its stats."""
     target = folder.child(f"part-{index:05d}.parquet")
-    if not target.exists() or not _has_columns(target):
+    frame = read_partition(target) if target.exists() else None
+    if frame is None or not {*COLUMNS, *ONE_HOT, "Store", "Date", TARGET} <= set(frame.columns):
         train, store = generate(SyntheticSpec(stores=STORES_PER_PARTITION, seed=seed * 100_003 + index))
         offset = index * STORES_PER_PARTITION
         train["Store"] += offset
@@ -105,15 +106,8 @@ def write_partition(folder: Location, index: int, seed: int) -> dict[str, Any]:
         features = derive(train.merge(store, on="Store", how="left"))
         features = features[(features["Open"] == 1) & (features["Sales"] > 0)]
         target.write_bytes(to_parquet_bytes(features))
-    frame = read_partition(target)
+        frame = read_partition(target)
     return {"path": target, "rows": len(frame), "bytes_in_memory": int(frame.memory_usage(deep=True).sum())}
-
-
-def _has_columns(part: Location) -> bool:
-    import pyarrow.parquet as pq
-
-    names = set(pq.read_schema(io.BytesIO(part.read_bytes())).names)
-    return {*COLUMNS, *ONE_HOT, "Store", "Date", TARGET} <= names
 
 
 def read_partition(part: Location) -> pd.DataFrame:

@@ -205,6 +205,11 @@ def split_params(params: dict) -> tuple[dict, dict]:
     return pre, {k: v for k, v in params.items() if not k.startswith("pre__")}
 
 
+def preprocessing_key(params: dict) -> str:
+    """Candidates with the same key share each fold's fitted preprocessing."""
+    return repr(sorted(split_params(params)[0].items()))
+
+
 def search(
     client: Client,
     X: pd.DataFrame,
@@ -260,7 +265,7 @@ class _Run:
                     self.prepared[key] = self.client.submit(prepare_fold, X_f, y_f, tr, te, pre, self.seed, pure=False)
 
     def fold_key(self, c: int, k: int) -> tuple[int, str]:
-        return (k, repr(sorted(split_params(self.candidates[c])[0].items())))
+        return (k, preprocessing_key(self.candidates[c]))
 
     def launch(self, c: int, rung: int) -> None:
         """Candidate ``c`` trains on (or continues to) the rung's epochs on every fold."""
