@@ -1,10 +1,11 @@
 """Benchmarks of the Rossmann and bigdata jobs, measured side by side in one run; prints ratios, never asserts.
 
     .venv/bin/python -m benchmarks.run                  # everything, from the checkout (~10 min on 2 cores)
-    .venv/bin/python -m benchmarks.run --only halving   # search, halving, rossmann, bigdata
+    .venv/bin/python -m benchmarks.run --only halving   # search, halving, workers, rossmann, bigdata
 
 1. search: the same grid on the same sample and folds, as
-   - dask-ml GridSearchCV on the embedded cluster (one single-threaded worker process per core),
+   - dask-ml GridSearchCV on the job's embedded cluster (one single-threaded worker process per core, started with
+     the platform's Dask configuration, docker/dask.yaml, as the image's workers are),
    - scikit-learn GridSearchCV(n_jobs=<cores>) (joblib's loky processes), the reference.
    Ratio = wall / reference wall. Parallel efficiency = CPU seconds of the worker processes / (wall x cores), and
    the textbook sum(fit + score times) / (wall x cores).
@@ -15,7 +16,10 @@
    and quality (same winner, or the winner's 12-epoch CV RMSPE within 0.5 % of the grid's best; holdout RMSPE of
    the winners refit on 300,000 rows, and against the data's noise floor 0.0749); and an Optuna study with its
    ASHA pruner on the same candidates, folds and training code (benchmarks/optuna_search.py).
-4. bigdata: peak worker RSS at data x1 and x10 with a 1 GiB worker memory limit, with the partitions in a local
+4. workers: the same MLP training (12 epochs of the default space's largest network on one fold) in this process,
+   in a worker started with the platform's Dask configuration (docker/dask.yaml) and in one started with
+   distributed's defaults: time ratios against this process.
+5. bigdata: peak worker RSS at data x1 and x10 with a 1 GiB worker memory limit, with the partitions in a local
    folder and in object storage (moto's S3 server on 127.0.0.1, as in tests/test_storage.py), side by side.
 """
 
@@ -99,14 +103,15 @@ def holdout_rmspe(params: dict, fit_rows, holdout, seed: int, max_iter: int) -> 
 def halving_benchmark(workers: int, seeds: list[int], spaces: list[str]) -> dict:
     import statistics
 
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
+    from dask_platform.submit.access import embedded_cluster
     from jobs.rossmann.model import BUILTIN_SPACES
 
     data = full_data()
     out: dict = {"workers": workers, "seeds": seeds}
     with (
-        LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as cluster,
+        embedded_cluster(workers, 1, "auto") as cluster,
         Client(cluster) as client,
     ):
         for name in spaces:
@@ -193,9 +198,10 @@ def halving_against_grid(client, space, seed: int, data: tuple, workers: int) ->
 
 def search_benchmark(cores: int) -> dict:
     import joblib
-    from distributed import Client, LocalCluster
+    from distributed import Client
     from sklearn.model_selection import GridSearchCV
 
+    from dask_platform.submit.access import embedded_cluster
     from jobs.rossmann.features import FEATURES, TARGET
     from jobs.rossmann.job import run_search
     from jobs.rossmann.model import BUILTIN_SPACES, RMSPE_SCORER, build_pipeline, date_block_folds, sample_rows
@@ -206,7 +212,7 @@ def search_benchmark(cores: int) -> dict:
     out: dict = {"grid_size": space.grid_size, "folds": space.folds, "rows": len(sample), "cores": cores}
 
     with (
-        LocalCluster(n_workers=cores, threads_per_worker=1, dashboard_address=None) as cluster,
+        embedded_cluster(cores, 1, "auto") as cluster,
         Client(cluster) as client,
     ):
         # halving has its own part (3.): its cv_results hold rungs, not fit and score times
@@ -246,6 +252,61 @@ def search_benchmark(cores: int) -> dict:
     for strategy in ("grid",):
         out[f"ratio_dask_{strategy}_vs_sklearn"] = round(out[f"dask_{strategy}"]["wall_s"] / wall, 3)
     return out
+
+
+def _train_seconds(fold, mlp_params: dict) -> float:
+    from threadpoolctl import threadpool_limits
+
+    from jobs.rossmann.halving import train_until
+
+    with threadpool_limits(1):  # as in a worker (distributed's OMP_NUM_THREADS=1 and friends)
+        start = time.perf_counter()
+        train_until(None, fold, mlp_params, 12, 0)
+        return time.perf_counter() - start
+
+
+def workers_benchmark(repeats: int = 3) -> dict:
+    """Median seconds of the same training in this process, in an embedded-cluster worker (platform settings)
+    and in a LocalCluster worker with distributed's defaults, interleaved."""
+    import statistics
+
+    from distributed import Client, LocalCluster
+
+    from dask_platform.submit.access import embedded_cluster
+    from jobs.rossmann.features import FEATURES, TARGET
+    from jobs.rossmann.halving import prepare_fold
+    from jobs.rossmann.model import BUILTIN_SPACES, date_block_folds, sample_rows
+
+    space = BUILTIN_SPACES["default"]
+    fit_rows, _ = full_data()
+    sample = sample_rows(fit_rows, space.sample_rows, 0)
+    train_idx, test_idx = date_block_folds(sample["Date"], space.folds)[-1]
+    fold = prepare_fold(sample[FEATURES], sample[TARGET].to_numpy(), train_idx, test_idx, {}, 0)
+    params = {"mlp__hidden_layer_sizes": max(space.grid["mlp__hidden_layer_sizes"], key=sum)}
+    times: dict[str, list[float]] = {"process": [], "platform_worker": [], "dask_default_worker": []}
+    with (
+        embedded_cluster(1, 1, "auto") as platform,
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as default,
+        Client(platform, set_as_default=False) as on_platform,
+        Client(default, set_as_default=False) as on_default,
+    ):
+        fold_platform, fold_default = on_platform.scatter(fold), on_default.scatter(fold)
+        for _ in range(repeats):
+            times["process"].append(_train_seconds(fold, params))
+            times["platform_worker"].append(
+                on_platform.submit(_train_seconds, fold_platform, params, pure=False).result()
+            )
+            times["dask_default_worker"].append(
+                on_default.submit(_train_seconds, fold_default, params, pure=False).result()
+            )
+    median = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "network": str(params["mlp__hidden_layer_sizes"]),
+        "rows": len(train_idx),
+        **{f"{k}_s": round(v, 2) for k, v in median.items()},
+        "platform_worker_over_process": round(median["platform_worker"] / median["process"], 3),
+        "dask_default_worker_over_process": round(median["dask_default_worker"] / median["process"], 3),
+    }
 
 
 class PeakRSS:
@@ -337,18 +398,20 @@ def bigdata_benchmark() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="*", choices=["search", "halving", "rossmann", "bigdata"])
+    parser.add_argument("--only", nargs="*", choices=["search", "halving", "workers", "rossmann", "bigdata"])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (and n_jobs)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="halving: seeds")
     parser.add_argument("--spaces", nargs="*", default=["default", "large"], help="halving: search spaces")
     args = parser.parse_args()
-    parts = args.only or ["search", "halving", "rossmann", "bigdata"]
+    parts = args.only or ["search", "halving", "workers", "rossmann", "bigdata"]
     cores = args.workers
     results: dict = {"cores": cores, "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)}
     if "search" in parts:
         results["search"] = search_benchmark(cores)
     if "halving" in parts:
         results["halving"] = halving_benchmark(cores, args.seeds, args.spaces)
+    if "workers" in parts:
+        results["workers"] = workers_benchmark()
     if "rossmann" in parts:
         results["rossmann"] = rossmann_benchmark()
     if "bigdata" in parts:

@@ -4,8 +4,9 @@ pyproject.toml holds the pinned runtime packages ([project] dependencies, the no
 version and the image repository ([tool.dask-platform]). From them this module derives:
 
 - the platform image tag, ``<dask version>-py<python>-<build>`` (GPU variant: ``...-gpu``), where ``<build>`` is a
-  hash of everything the image is built from (image_inputs): a changed lock, Dockerfile or job module gives a new
-  tag, so every build is addressable, nodes never run two builds under one tag, and a changed image rolls the pods;
+  hash of everything the image is built from (image_inputs): a changed lock, Dockerfile, Dask configuration or job
+  module gives a new tag, so every build is addressable, nodes never run two builds under one tag, and a changed
+  image rolls the pods;
 - the charts' ``appVersion`` (the Dask version: the platform release the labels carry) and
   ``global.image.{repository,tag}`` defaults;
 - ``binder/environment.yml``, the conda environment for laptops, Binder and repo2docker;
@@ -56,9 +57,10 @@ def _pin(requirement: str, source: Path) -> tuple[str, str]:
 
 
 def image_inputs(tree: RepoTree) -> list[Path]:
-    """Everything docker/Dockerfile builds the image from: the Dockerfile, the image locks and the jobs package."""
+    """Everything docker/Dockerfile builds the image from: the Dockerfile, its Dask configuration, the image locks
+    and the jobs package."""
     locks = [tree.image_lock, tree.root / "requirements" / "image-gpu.txt"]
-    return [tree.dockerfile, *locks, *sorted(tree.jobs_dir.rglob("*.py"))]
+    return [tree.dockerfile, tree.dask_config, *locks, *sorted(tree.jobs_dir.rglob("*.py"))]
 
 
 def build_id(tree: RepoTree) -> str:

@@ -63,6 +63,12 @@ class RepoTree:
         return self.root / "docker" / "Dockerfile"
 
     @property
+    def dask_config(self) -> Path:
+        """The Dask configuration of the worker processes: the image's /etc/dask/dask.yaml, and the embedded
+        cluster's."""
+        return self.root / "docker" / "dask.yaml"
+
+    @property
     def conda_environment(self) -> Path:
         return self.root / "binder" / "environment.yml"
 

@@ -50,7 +50,7 @@ def test_chart_deploys_the_tag_the_environment_pins():
 
 
 def test_every_image_build_has_its_own_tag(scratch):
-    """A job module, an image lock or the Dockerfile changed: a new tag, so nodes never run two builds under one
+    """A job module, an image lock, the Dockerfile or its Dask configuration changed: a new tag, so nodes never run two builds under one
     tag and the Deployments roll. Anything else (docs, tooling, values): the same tag."""
     from dask_platform.environment import image_inputs
 
@@ -59,7 +59,12 @@ def test_every_image_build_has_its_own_tag(scratch):
     readme = scratch.root / "README.md"
     readme.write_text(readme.read_text() + "\nmore\n")
     assert load_environment(scratch).image_tag == base
-    for path in (scratch.jobs_dir / "rossmann" / "model.py", scratch.image_lock, scratch.dockerfile):
+    for path in (
+        scratch.jobs_dir / "rossmann" / "model.py",
+        scratch.image_lock,
+        scratch.dockerfile,
+        scratch.dask_config,
+    ):
         before = load_environment(scratch).image_tag
         path.write_text(path.read_text() + "\n# changed\n")
         after = load_environment(scratch).image_tag

@@ -25,7 +25,7 @@ import yaml
 from dask_platform.bootstrap import ensure_jupyter_token, server_side_apply
 from dask_platform.render import RenderedCluster, render_clusters
 from dask_platform.repo import RepoTree
-from dask_platform.submit.access import ServiceRef, port_forward
+from dask_platform.submit.access import ServiceRef, port_forward, worker_dask_config
 from tests.support.daskproc import small_run_args
 from tests.support.node import NAMESPACE, RELEASE, Node, node_cluster
 from tests.support.scratch import scratch_copy
@@ -187,6 +187,29 @@ def test_containers_run_as_uid_1000_read_only_without_capabilities(node: Node, r
         assert code != 0 and "Read-only file system" in out, (name, out)
         code, out = exec_in(node, name, ["grep", "^CapEff", "/proc/self/status"])
         assert code == 0 and out.split()[-1] == "0000000000000000", (name, out)
+
+
+WORKER_ENVIRON = """
+import os
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    with open(f"/proc/{pid}/cmdline", "rb") as cmd, open(f"/proc/{pid}/environ", "rb") as env:
+        if b"spawn_main" in cmd.read():  # the worker process the nanny started
+            print(sorted(e.decode() for e in env.read().split(b"\\0") if e.startswith(b"MALLOC_")))
+"""
+
+
+def test_worker_processes_start_with_the_image_dask_config(node: Node, release, tree):
+    """The image carries docker/dask.yaml as /etc/dask/dask.yaml: each worker pod's nanny starts its worker with
+    that malloc environment (the embedded cluster's workers get the same, tests/test_submit_access.py)."""
+    wanted = sorted(
+        f"{key.rsplit('.', 1)[1]}={value}"
+        for key, value in worker_dask_config(tree).items()
+        if key.startswith("distributed.nanny.pre-spawn-environ.MALLOC_")
+    )
+    assert wanted
+    for pod in pods(node, "worker"):
+        code, out = exec_in(node, pod.metadata.name, ["python", "-c", WORKER_ENVIRON])
+        assert (code, out.strip()) == (0, repr(wanted)), (pod.metadata.name, out)
 
 
 def test_job_through_a_port_forward_matches_the_embedded_run(node: Node, release, tree, embedded, tmp_path):

@@ -88,3 +88,46 @@ def test_port_forward_prefers_a_ready_pod_then_the_newest():
 
     assert serving_pod([_pod("starting", ready=False, age_s=1), _pod("ready", age_s=100)]) == "ready"
     assert serving_pod([_pod("older", age_s=100), _pod("newer", age_s=1)]) == "newer"
+
+
+def test_platform_dask_config_is_read_leaf_by_leaf(scratch: RepoTree):
+    """docker/dask.yaml becomes dotted keys: setting them keeps Dask's other settings of the same section (a nested
+    dict given to dask.config.set would replace the whole section: the nanny's OMP_NUM_THREADS=1 would go)."""
+    import dask
+    import distributed  # noqa: F401  (loads distributed's defaults into dask.config)
+
+    from dask_platform.submit.access import worker_dask_config
+
+    config = worker_dask_config(REPO)
+    assert config == {
+        "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 4194304,
+        "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 4194304,
+    }
+    with dask.config.set(config):
+        environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+    assert environ["MALLOC_MMAP_THRESHOLD_"] == 4194304 and environ["OMP_NUM_THREADS"] == 1
+    scratch.dask_config.write_text("- a list\n")
+    with pytest.raises(UserError, match="expected a mapping at the top level") as info:
+        worker_dask_config(scratch)
+    assert "docker/dask.yaml" in str(info.value)
+
+
+@pytest.mark.dask
+def test_embedded_workers_start_with_the_platform_malloc_settings():
+    """The embedded cluster's worker processes get docker/dask.yaml's environment, as the image's do (the node test
+    checks the pods): without it an MLP epoch ran 1.5-1.7x slower in a worker (docs/benchmarks.md)."""
+    import os
+
+    from distributed import Client
+
+    from dask_platform.submit.access import embedded_cluster, worker_dask_config
+
+    wanted = {
+        key.rsplit(".", 1)[1]: str(value)
+        for key, value in worker_dask_config(REPO).items()
+        if key.startswith("distributed.nanny.pre-spawn-environ.")
+    }
+    assert set(wanted) == {"MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"}
+    with embedded_cluster(1, 1, "1GiB") as cluster, Client(cluster) as client:
+        seen = client.run(lambda: {key: os.environ.get(key) for key in wanted})
+    assert list(seen.values()) == [wanted]

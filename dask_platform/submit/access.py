@@ -50,24 +50,48 @@ def scheduler_service(tree: RepoTree, cluster_name: str) -> ServiceRef:
     )
 
 
+def worker_dask_config(tree: RepoTree) -> dict[str, Any]:
+    """The platform's Dask configuration (docker/dask.yaml, the image's /etc/dask/dask.yaml) as the dotted keys
+    ``dask.config.set`` takes: leaf by leaf, so that Dask's other settings under the same sections stay."""
+    data = tree.load_mapping(tree.dask_config)
+    flat: dict[str, Any] = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, f"{prefix}{key}.")
+            else:
+                flat[f"{prefix}{key}"] = value
+
+    walk(data, "")
+    return flat
+
+
 @contextlib.contextmanager
-def embedded_cluster(n_workers: int | None, threads_per_worker: int | None, memory_limit: str) -> Iterator[Any]:
+def embedded_cluster(
+    n_workers: int | None, threads_per_worker: int | None, memory_limit: str, tree: RepoTree | None = None
+) -> Iterator[Any]:
     """A LocalCluster sized to this machine: one single-threaded worker process per core by default (BLAS and
-    scikit-learn are single-threaded per task, so processes give real parallelism)."""
+    scikit-learn are single-threaded per task, so processes give real parallelism), its workers started with the
+    platform's Dask configuration, as the image's are."""
+    import dask
     from distributed import LocalCluster
 
     cores = os.cpu_count() or 1
     n = n_workers or cores
     threads = threads_per_worker or max(1, cores // n)
     dashboard = ":8787" if _port_free(8787) else ":0"
-    with LocalCluster(
-        n_workers=n,
-        threads_per_worker=threads,
-        processes=True,
-        memory_limit=memory_limit,
-        dashboard_address=dashboard,
-        host="127.0.0.1",
-    ) as cluster:
+    with (
+        dask.config.set(worker_dask_config(tree or RepoTree.checkout())),
+        LocalCluster(
+            n_workers=n,
+            threads_per_worker=threads,
+            processes=True,
+            memory_limit=memory_limit,
+            dashboard_address=dashboard,
+            host="127.0.0.1",
+        ) as cluster,
+    ):
         yield cluster
 
 
