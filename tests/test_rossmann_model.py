@@ -39,38 +39,6 @@ def test_features_are_complete_and_the_target_is_log_sales(rows):
     assert set(rows["Promo2Active"].unique()) <= {0.0, 1.0}
 
 
-def test_holiday_neighbours_across_partitions():
-    """The day before and after a state holiday, per store; the dask job splits days across partitions, and a
-    partition that ends the day before a holiday still marks it (the calendar is built from every partition)."""
-    import itertools
-
-    import dask
-    import dask.dataframe as dd
-
-    from jobs.rossmann.features import build_features
-
-    train, store = generate(SyntheticSpec(stores=6, days=400, seed=3))
-    train = train.sort_values(["Date", "Store"]).reset_index(drop=True)
-    whole = derive(train.merge(store, on="Store")).set_index(["Store", "Date"]).sort_index()
-    holidays = set(train.loc[train["StateHoliday"].astype(str) != "0", ["Store", "Date"]].itertuples(index=False))
-    assert len(holidays) > 20
-    one_day = pd.Timedelta(days=1)
-    for (shop, day), tomorrow, yesterday in zip(
-        whole.index, whole["HolidayTomorrow"], whole["HolidayYesterday"], strict=True
-    ):
-        assert tomorrow == float((shop, day + one_day) in holidays)
-        assert yesterday == float((shop, day - one_day) in holidays)
-    # partitions that end on a holiday's eve: the holiday itself is in the next partition
-    eves = sorted({day - one_day for _, day in holidays})
-    cuts = sorted({0, *(int(np.searchsorted(train["Date"], eve, side="right")) for eve in eves[:3]), len(train)})
-    chunks = [dask.delayed(train.iloc[a:b].copy)() for a, b in itertools.pairwise(cuts)]
-    parts = dd.from_delayed(chunks, meta=train.iloc[:0], verify_meta=False)
-    assert parts.npartitions > 2
-    split = build_features(parts, store).compute().set_index(["Store", "Date"]).sort_index()
-    columns = ["HolidayTomorrow", "HolidayYesterday"]
-    pd.testing.assert_frame_equal(split[columns], whole[columns])
-
-
 def test_holdout_is_the_last_six_weeks(rows):
     fit, holdout = split_holdout(rows)
     assert 35 <= holdout["Date"].nunique() <= 42  # Sundays are mostly closed
