@@ -284,9 +284,9 @@ def workers_benchmark(repeats: int = 3) -> dict:
     fold = prepare_fold(sample[FEATURES], sample[TARGET].to_numpy(), train_idx, test_idx, {}, 0)
     params = {"mlp__hidden_layer_sizes": max(space.grid["mlp__hidden_layer_sizes"], key=sum)}
     times: dict[str, list[float]] = {"process": [], "platform_worker": [], "dask_default_worker": []}
-    with (
-        embedded_cluster(1, 1, "auto") as platform,
+    with (  # distributed's defaults first (a nanny takes a variable from this process's environment first)
         LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as default,
+        embedded_cluster(1, 1, "auto") as platform,
         Client(platform, set_as_default=False) as on_platform,
         Client(default, set_as_default=False) as on_default,
     ):

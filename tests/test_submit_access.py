@@ -128,6 +128,18 @@ def test_embedded_workers_start_with_the_platform_malloc_settings():
         if key.startswith("distributed.nanny.pre-spawn-environ.")
     }
     assert set(wanted) == {"MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"}
+
+    def environ() -> dict[str, str | None]:
+        return {key: os.environ.get(key) for key in wanted}
+
+    from distributed import LocalCluster
+
+    # a cluster with distributed's defaults first: its nanny writes MALLOC_TRIM_THRESHOLD_=65536 into this
+    # process's environment, where the next nanny would take it from
+    with LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as plain, Client(plain) as client:
+        assert next(iter(client.run(environ).values()))["MALLOC_TRIM_THRESHOLD_"] == "65536"
+    polluted = environ()
     with embedded_cluster(1, 1, "1GiB") as cluster, Client(cluster) as client:
-        seen = client.run(lambda: {key: os.environ.get(key) for key in wanted})
+        seen = client.run(environ)
     assert list(seen.values()) == [wanted]
+    assert environ() == polluted and polluted["MALLOC_TRIM_THRESHOLD_"] == "65536"  # put back as it was

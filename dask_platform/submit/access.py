@@ -81,8 +81,12 @@ def embedded_cluster(
     n = n_workers or cores
     threads = threads_per_worker or max(1, cores // n)
     dashboard = ":8787" if _port_free(8787) else ":0"
+    config = worker_dask_config(tree or RepoTree.checkout())
+    prefix = "distributed.nanny.pre-spawn-environ."
+    spawn_env = {key.removeprefix(prefix): str(value) for key, value in config.items() if key.startswith(prefix)}
     with (
-        dask.config.set(worker_dask_config(tree or RepoTree.checkout())),
+        dask.config.set(config),
+        _process_environ(spawn_env),
         LocalCluster(
             n_workers=n,
             threads_per_worker=threads,
@@ -93,6 +97,27 @@ def embedded_cluster(
         ) as cluster,
     ):
         yield cluster
+
+
+@contextlib.contextmanager
+def _process_environ(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables of this process while the block runs, then put back what was there.
+
+    A nanny takes a pre-spawn variable from this process's environment when it is set there, before the Dask
+    configuration, and writes its own values into this environment when it spawns its worker (distributed
+    2026.8.0, nanny.py: _get_env_variables, WorkerProcess.start). So in a process that started another cluster
+    before (a notebook, the tests, the benchmarks) that cluster's MALLOC_TRIM_THRESHOLD_ would win over the
+    platform's: set here, it is the platform's."""
+    before = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _port_free(port: int) -> bool:
