@@ -50,8 +50,8 @@ def test_chart_deploys_the_tag_the_environment_pins():
 
 
 def test_every_image_build_has_its_own_tag(scratch):
-    """A job module, an image lock, the Dockerfile or its Dask configuration changed: a new tag, so nodes never run two builds under one
-    tag and the Deployments roll. Anything else (docs, tooling, values): the same tag."""
+    """A job module, an image lock, the Dockerfile or its Dask configuration changed: a new tag, so nodes never run
+    two builds under one tag and the Deployments roll. Anything else (docs, tooling, values): the same tag."""
     from dask_platform.environment import image_inputs
 
     base = load_environment(scratch).image_tag
