@@ -25,7 +25,7 @@ import yaml
 from dask_platform.bootstrap import ensure_jupyter_token, server_side_apply
 from dask_platform.render import RenderedCluster, render_clusters
 from dask_platform.repo import RepoTree
-from dask_platform.submit.access import ServiceRef, port_forward, worker_dask_config
+from dask_platform.submit.access import ServiceRef, port_forward, worker_spawn_environ
 from tests.support.daskproc import small_run_args
 from tests.support.node import NAMESPACE, RELEASE, Node, node_cluster
 from tests.support.scratch import scratch_copy
@@ -205,9 +205,7 @@ def test_worker_processes_start_with_the_image_dask_config(node: Node, release, 
     """The image carries docker/dask.yaml as /etc/dask/dask.yaml: each worker pod's nanny starts its worker with
     that malloc environment (the embedded cluster's workers get the same, tests/test_submit_access.py)."""
     wanted = sorted(
-        f"{key.rsplit('.', 1)[1]}={value}"
-        for key, value in worker_dask_config(tree).items()
-        if key.startswith("distributed.nanny.pre-spawn-environ.MALLOC_")
+        f"{name}={value}" for name, value in worker_spawn_environ(tree).items() if name.startswith("MALLOC_")
     )
     assert wanted
     for pod in pods(node, "worker"):

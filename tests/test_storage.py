@@ -16,6 +16,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
+from dask_platform.submit.access import process_environ
 from dask_platform.submit.run import submit
 from dask_platform.submit.target import Connection
 from jobs.bigdata.job import BigDataOptions
@@ -103,29 +104,11 @@ def server(request, tmp_path_factory, kaggle_folder) -> Iterator[StorageServer]:
             pytest.fail(reason)
         pytest.skip(reason)
     start = moto_s3 if request.param == "s3" else azurite
-    with start(workdir) as srv, with_env(srv.env):
+    with start(workdir) as srv, process_environ(srv.env):
         fs, path = fsspec.core.url_to_fs(srv.url("kaggle"), skip_instance_cache=True)
         for name in ("train.csv", "store.csv"):
             fs.put_file(str(kaggle_folder / name), f"{path}/{name}")
         yield srv
-
-
-class with_env:
-    """os.environ with ``values`` set (and restored after): the credentials a laptop's environment would hold."""
-
-    def __init__(self, values: dict[str, str]):
-        self.values = values
-
-    def __enter__(self) -> None:
-        self.saved = {k: os.environ.get(k) for k in self.values}
-        os.environ.update(self.values)
-
-    def __exit__(self, *_: object) -> None:
-        for key, value in self.saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def objects(srv: StorageServer, prefix: str) -> list[str]:
@@ -171,22 +154,16 @@ def test_both_jobs_on_dask_processes_whose_workers_hold_the_credentials(
     server: StorageServer, kaggle_folder: Path, tmp_path: Path
 ):
     """The client has no credentials at all: the workers read and write with their own (as pods do)."""
-    with local_dask(tmp_path / "cluster", extra_env=server.env) as cluster, without_env(CREDENTIAL_VARS):
+    with (
+        local_dask(tmp_path / "cluster", extra_env=server.env) as cluster,
+        process_environ(dict.fromkeys(CREDENTIAL_VARS)),
+    ):
         conn = Connection(scheduler=cluster.address)
         bigdata = submit(REPO, "bigdata", small_bigdata(tmp_path, server.url("remote")), conn, print, environ={})
         rossmann = submit(REPO, "rossmann", small_rossmann(tmp_path, server.url("kaggle")), conn, print, environ={})
     assert bigdata["partitions"] == 2 and bigdata["scheduler_address"] == cluster.address
     assert rossmann["rows"]["train_csv"] == csv_rows(kaggle_folder)
     assert objects(server, "remote/scale1-stores80-seed0") == ["part-00000.parquet", "part-00001.parquet"]
-
-
-class without_env(with_env):
-    def __init__(self, names: tuple[str, ...]):
-        super().__init__({})
-        self.names = names
-
-    def __enter__(self) -> None:
-        self.saved = {k: os.environ.pop(k, None) for k in self.names}
 
 
 # --- errors, as a user sees them ----------------------------------------------------------------------------------

@@ -120,14 +120,10 @@ def test_embedded_workers_start_with_the_platform_malloc_settings():
 
     from distributed import Client
 
-    from dask_platform.submit.access import embedded_cluster, worker_dask_config
+    from dask_platform.submit.access import embedded_cluster, worker_spawn_environ
 
-    wanted = {
-        key.rsplit(".", 1)[1]: str(value)
-        for key, value in worker_dask_config(REPO).items()
-        if key.startswith("distributed.nanny.pre-spawn-environ.")
-    }
-    assert set(wanted) == {"MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_"}
+    wanted = worker_spawn_environ(REPO)
+    assert wanted == {"MALLOC_TRIM_THRESHOLD_": "4194304", "MALLOC_MMAP_THRESHOLD_": "4194304"}
 
     def environ() -> dict[str, str | None]:
         return {key: os.environ.get(key) for key in wanted}

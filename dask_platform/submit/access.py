@@ -9,7 +9,7 @@ import re
 import select
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +67,17 @@ def worker_dask_config(tree: RepoTree) -> dict[str, Any]:
     return flat
 
 
+SPAWN_ENVIRON = "distributed.nanny.pre-spawn-environ."
+
+
+def worker_spawn_environ(tree: RepoTree) -> dict[str, str]:
+    """The environment variables the platform's Dask configuration gives each worker process at its start."""
+    config = worker_dask_config(tree)
+    return {
+        key.removeprefix(SPAWN_ENVIRON): str(value) for key, value in config.items() if key.startswith(SPAWN_ENVIRON)
+    }
+
+
 @contextlib.contextmanager
 def embedded_cluster(
     n_workers: int | None, threads_per_worker: int | None, memory_limit: str, tree: RepoTree | None = None
@@ -81,12 +92,11 @@ def embedded_cluster(
     n = n_workers or cores
     threads = threads_per_worker or max(1, cores // n)
     dashboard = ":8787" if _port_free(8787) else ":0"
-    config = worker_dask_config(tree or RepoTree.checkout())
-    prefix = "distributed.nanny.pre-spawn-environ."
-    spawn_env = {key.removeprefix(prefix): str(value) for key, value in config.items() if key.startswith(prefix)}
+    tree = tree or RepoTree.checkout()
     with (
-        dask.config.set(config),
-        _process_environ(spawn_env),
+        dask.config.set(worker_dask_config(tree)),
+        # a nanny takes a pre-spawn variable from this process's environment before the configuration
+        process_environ(worker_spawn_environ(tree)),
         LocalCluster(
             n_workers=n,
             threads_per_worker=threads,
@@ -100,24 +110,28 @@ def embedded_cluster(
 
 
 @contextlib.contextmanager
-def _process_environ(values: dict[str, str]) -> Iterator[None]:
-    """Set environment variables of this process while the block runs, then put back what was there.
+def process_environ(values: Mapping[str, str | None]) -> Iterator[None]:
+    """This process's environment with ``values`` set (None: unset) while the block runs, then put back as it was.
 
-    A nanny takes a pre-spawn variable from this process's environment when it is set there, before the Dask
-    configuration, and writes its own values into this environment when it spawns its worker (distributed
-    2026.8.0, nanny.py: _get_env_variables, WorkerProcess.start). So in a process that started another cluster
-    before (a notebook, the tests, the benchmarks) that cluster's MALLOC_TRIM_THRESHOLD_ would win over the
+    The embedded cluster needs it: a nanny takes a pre-spawn variable from this process's environment when it is set
+    there, before the Dask configuration, and writes its own values into this environment when it spawns its worker
+    (distributed 2026.8.0, nanny.py: _get_env_variables, WorkerProcess.start). So in a process that started another
+    cluster before (a notebook, the tests, the benchmarks) that cluster's MALLOC_TRIM_THRESHOLD_ would win over the
     platform's: set here, it is the platform's."""
     before = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
+
+    def apply(state: Mapping[str, str | None]) -> None:
+        for key, value in state.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+    apply(values)
+    try:
+        yield
+    finally:
+        apply(before)
 
 
 def _port_free(port: int) -> bool:
