@@ -14,7 +14,7 @@
 3. halving: the job's halving search (resumed survivors; synchronous promotion, and ASHA beside it) against scikit-learn
    GridSearchCV(n_jobs=<cores>) on the same candidates and folds, per seed: wall ratio, CPU efficiency, work done,
    and quality (same winner, or the winner's 12-epoch CV RMSPE within 0.5 % of the grid's best; holdout RMSPE of
-   the winners refit on 300,000 rows, and against the data's noise floor 0.0749); and an Optuna study with its
+   the winners refit as the job refits them, and against the data's noise floor 0.0749); and an Optuna study with its
    ASHA pruner on the same candidates, folds and training code (benchmarks/optuna_search.py).
 4. workers: the same MLP training (12 epochs of the default space's largest network on one fold) in this process,
    in a worker started with the platform's Dask configuration (docker/dask.yaml) and in one started with
@@ -92,10 +92,10 @@ def holdout_rmspe(params: dict, fit_rows, holdout, seed: int, max_iter: int) -> 
     import numpy as np
 
     from jobs.rossmann.features import FEATURES, TARGET
-    from jobs.rossmann.job import fit_and_predict
+    from jobs.rossmann.job import REFIT_ROWS, fit_and_predict
     from jobs.rossmann.model import rmspe, sample_rows
 
-    refit = sample_rows(fit_rows, 300_000, seed)
+    refit = sample_rows(fit_rows, REFIT_ROWS, seed)  # as the job refits
     pred, _ = fit_and_predict(params, seed, max_iter, refit[FEATURES], refit[TARGET].to_numpy(), holdout[FEATURES])
     return rmspe(holdout["Sales"].to_numpy(), np.expm1(np.clip(pred, 0, 20)))
 
