@@ -12,10 +12,11 @@
 2. rossmann: the README's main job (`submit.py rossmann`, full size, fresh cache) as a subprocess: wall time and
    the peak of the summed RSS of its process tree (client + scheduler + workers).
 3. halving: the job's halving search (resumed survivors; synchronous promotion, and ASHA beside it) against scikit-learn
-   GridSearchCV(n_jobs=<cores>) on the same candidates and folds, per seed: wall ratio, CPU efficiency, work done,
-   and quality (same winner, or the winner's 12-epoch CV RMSPE within 0.5 % of the grid's best; holdout RMSPE of
-   the winners refit as the job refits them, and against the data's noise floor 0.0749); and an Optuna study with its
-   ASHA pruner on the same candidates, folds and training code (benchmarks/optuna_search.py).
+   GridSearchCV(n_jobs=<cores>) on the same candidates and folds, per seed: wall ratio, CPU efficiency, work done
+   (epochs, and epochs weighted by each candidate's fit time in the grid: the wall ratio if both searches were
+   equally efficient), and quality (same winner, or the winner's 12-epoch CV RMSPE within 0.5 % of the grid's best;
+   holdout RMSPE of the winners refit as the job refits them, and against the data's noise floor 0.0749); and an
+   Optuna study with its ASHA pruner on the same candidates, folds and training code (benchmarks/optuna_search.py).
 4. workers: the same MLP training (12 epochs of the default space's largest network on one fold) in this process,
    in a worker started with the platform's Dask configuration (docker/dask.yaml) and in one started with
    distributed's defaults: time ratios against this process.
@@ -60,8 +61,9 @@ def key_of(params: dict) -> str:
     return repr(sorted(params.items()))
 
 
-def sklearn_grid(sample, space, seed: int, cores: int) -> tuple[float, dict]:
-    """Wall time of scikit-learn's GridSearchCV(n_jobs=cores) and its mean CV RMSPE per candidate."""
+def sklearn_grid(sample, space, seed: int, cores: int) -> tuple[float, dict, dict]:
+    """Wall time of scikit-learn's GridSearchCV(n_jobs=cores), its mean CV RMSPE and mean fit seconds per
+    candidate."""
     import joblib
     from sklearn.model_selection import GridSearchCV
 
@@ -85,7 +87,16 @@ def sklearn_grid(sample, space, seed: int, cores: int) -> tuple[float, dict]:
     wall = time.perf_counter() - start
     results = search.cv_results_
     scores = {key_of(p): -float(v) for p, v in zip(results["params"], results["mean_test_score"], strict=True)}
-    return wall, scores
+    fit_s = {key_of(p): float(v) for p, v in zip(results["params"], results["mean_fit_time"], strict=True)}
+    return wall, scores, fit_s
+
+
+def cost_weighted_fraction(cv_results, fit_s: dict, max_iter: int) -> float:
+    """The halving search's epochs as a fraction of the grid's, each candidate's epochs weighted by its fit time in
+    the grid (preprocessing included): a network twice as costly counts twice. The wall ratio if both searches were
+    equally efficient."""
+    epochs = cv_results.groupby(cv_results["params"].map(key_of))["epochs_trained"].max()
+    return sum(epochs[k] * fit_s[k] / max_iter for k in epochs.index) / sum(fit_s.values())
 
 
 def holdout_rmspe(params: dict, fit_rows, holdout, seed: int, max_iter: int) -> float:
@@ -124,6 +135,7 @@ def halving_benchmark(workers: int, seeds: list[int], spaces: list[str]) -> dict
                     f"median_{k}": statistics.median(r[k] for r in runs)
                     for k in (
                         "ratio",
+                        "fraction_of_grid_cost_weighted",
                         "cpu_efficiency",
                         "async_ratio",
                         "async_cpu_efficiency",
@@ -148,7 +160,7 @@ def halving_against_grid(client, space, seed: int, data: tuple, workers: int) ->
 
     fit_rows, holdout = data
     sample = sample_rows(fit_rows, space.sample_rows, seed)
-    grid_wall, grid_scores = sklearn_grid(sample, space, seed, workers)
+    grid_wall, grid_scores, grid_fit_s = sklearn_grid(sample, space, seed, workers)
     start = time.perf_counter()
     outcome = run_search(client, sample, space, "halving", seed, progress=False)
     wall = time.perf_counter() - start
@@ -179,6 +191,9 @@ def halving_against_grid(client, space, seed: int, data: tuple, workers: int) ->
         "async_cpu_efficiency": round(asha.efficiency.parallel_efficiency, 3),
         "async_same_winner_as_sync": key_of(asha.best_params) == winner,
         "fraction_of_grid_epochs": outcome.work["fraction_of_grid"],
+        "fraction_of_grid_cost_weighted": round(
+            cost_weighted_fraction(outcome.cv_results, grid_fit_s, space.max_iter), 3
+        ),
         "same_winner": same,
         "winner_cv_vs_grid_best": round(grid_scores[winner] / grid_scores[grid_best] - 1, 4),
         "holdout_rmspe_grid_winner": round(h_grid, 5),

@@ -14,8 +14,8 @@ from distributed import Client
 from jobs.rossmann import halving
 from jobs.rossmann.data import SyntheticSpec, generate
 from jobs.rossmann.features import FEATURES, TARGET, derive, modelling_rows, split_holdout
-from jobs.rossmann.job import candidates_of
-from jobs.rossmann.model import SearchSpace, date_block_folds, load_space, rmspe_from_log, sample_rows
+from jobs.rossmann.job import candidates_of, halving_schedule
+from jobs.rossmann.model import BUILTIN_SPACES, SearchSpace, date_block_folds, load_space, rmspe_from_log, sample_rows
 from tests.support.daskproc import local_dask
 
 # --- schedule and promotion ------------------------------------------------------------------------------------------
@@ -30,6 +30,17 @@ def test_default_schedules_and_their_work():
     large = halving.default_schedule(20, 36)
     assert large == halving.Schedule((2, 7, 20), 3) and large.survivors(36) == [36, 12, 4]
     assert large.epoch_units(36) / (36 * 20) < 0.3
+
+
+def test_the_large_space_keeps_half_of_its_candidates_to_epoch_10():
+    """The derived (2, 7, 20) schedule dropped a seed's 20-epoch leader at epoch 7; the large space keeps 9 of 36
+    to epoch 10 and still trains under 0.3 of the grid's epochs (docs/benchmarks.md)."""
+    space = BUILTIN_SPACES["large"]
+    n = space.grid_size
+    s = halving_schedule(space, n)
+    assert n == 36 and s == halving.Schedule((2, 5, 10, 15, 20), 2) and s.rungs[-1] == space.max_iter
+    assert dict(zip(s.rungs, s.survivors(n), strict=True)) == {2: 36, 5: 18, 10: 9, 15: 4, 20: 2}
+    assert s.epoch_units(n) == 36 * 2 + 18 * 3 + 9 * 5 + 4 * 5 + 2 * 5 == 201  # 0.279 of 36 x 20
 
 
 def test_promotion_is_never_more_than_the_top_share_of_those_finished():
