@@ -100,15 +100,13 @@ def cost_weighted_fraction(cv_results, fit_s: dict, max_iter: int) -> float:
 
 
 def holdout_rmspe(params: dict, fit_rows, holdout, seed: int, max_iter: int) -> float:
-    import numpy as np
-
     from jobs.rossmann.features import FEATURES, TARGET
     from jobs.rossmann.job import REFIT_ROWS, fit_and_predict
-    from jobs.rossmann.model import rmspe, sample_rows
+    from jobs.rossmann.model import rmspe, sales_from_log, sample_rows
 
     refit = sample_rows(fit_rows, REFIT_ROWS, seed)  # as the job refits
     pred, _ = fit_and_predict(params, seed, max_iter, refit[FEATURES], refit[TARGET].to_numpy(), holdout[FEATURES])
-    return rmspe(holdout["Sales"].to_numpy(), np.expm1(np.clip(pred, 0, 20)))
+    return rmspe(holdout["Sales"].to_numpy(), sales_from_log(pred))
 
 
 def halving_benchmark(workers: int, seeds: list[int], spaces: list[str]) -> dict:

@@ -18,12 +18,19 @@ from jobs.rossmann.model import (
     median_baseline,
     rmspe,
     rmspe_from_log,
+    sales_from_log,
 )
 
 
 def test_rmspe_ignores_zero_sales_and_uses_the_original_scale():
     assert rmspe(np.array([100, 0, 200]), np.array([110, 50, 180])) == pytest.approx(np.sqrt((0.01 + 0.01) / 2))
     assert rmspe_from_log(np.log1p([100.0]), np.log1p([90.0])) == pytest.approx(0.1)
+
+
+def test_sales_from_log_clips_before_it_exponentiates():
+    with np.errstate(over="raise"):  # a diverged network's 800 would overflow expm1
+        sales = sales_from_log(np.array([-3.0, np.log1p(5000.0), 800.0]))
+    assert sales[0] == 0.0 and sales[1] == pytest.approx(5000.0) and sales[2] == pytest.approx(np.expm1(20.0))
 
 
 @pytest.fixture(scope="module")

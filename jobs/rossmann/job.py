@@ -30,6 +30,7 @@ from jobs.rossmann.model import (
     load_space,
     median_baseline,
     rmspe,
+    sales_from_log,
     sample_rows,
 )
 from jobs.runtime import (
@@ -278,7 +279,7 @@ def refit_and_score(
     X_f, y_f, holdout_f = client.scatter([refit[FEATURES], refit[TARGET].to_numpy(), holdout[FEATURES]])
     future = client.submit(fit_and_predict, best_params, opts.seed, max_iter, X_f, y_f, holdout_f, pure=False)
     pred_log, refit_s = future.result()
-    model_rmspe = rmspe(holdout["Sales"].to_numpy(), np.expm1(np.clip(pred_log, 0, 20)))
+    model_rmspe = rmspe(holdout["Sales"].to_numpy(), sales_from_log(pred_log))
     baseline_rmspe = rmspe(holdout["Sales"].to_numpy(), median_baseline(fit_rows, holdout))
     return Holdout(len(refit), model_rmspe, baseline_rmspe, refit_s)
 

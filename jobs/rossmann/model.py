@@ -32,9 +32,15 @@ def rmspe(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.sqrt(np.mean(((y_true[mask] - y_pred[mask]) / y_true[mask]) ** 2)))
 
 
+def sales_from_log(y_log_pred: np.ndarray) -> np.ndarray:
+    """Sales from predictions on the log1p scale, clipped to [0, 20] first: no negative sales, and a diverged
+    network's output cannot overflow expm1 (e^20 is about 4.9e8, far above any store's day)."""
+    return np.expm1(np.clip(y_log_pred, 0, 20))
+
+
 def rmspe_from_log(y_log_true: np.ndarray, y_log_pred: np.ndarray) -> float:
     """RMSPE of predictions made on the log1p scale, measured on the original scale."""
-    return rmspe(np.expm1(y_log_true), np.expm1(np.clip(y_log_pred, 0, 20)))
+    return rmspe(np.expm1(y_log_true), sales_from_log(y_log_pred))
 
 
 # Higher is better for scikit-learn, so the search maximises -RMSPE.
