@@ -6,8 +6,9 @@ candidates' indices makes the trials the grid's candidates; ``SuccessiveHalvingP
 trial at a rung unless its mean fold RMSPE is in the top 1/factor of the trials that reported that rung. A trial
 trains its folds with the job's own resumed training (``jobs.rossmann.halving.train_until``: partial_fit, fit's
 updates) and fits each fold's preprocessing once per worker, so the two searches differ in how work is scheduled
-and pruned: Optuna's rungs are min_resource x factor^k (the halving schedule's for the default space; 2, 6, 18
-against 2, 7, 20 for the large one), and a trial trains all its folds in one task. Benchmark code: it is not in
+and pruned: a trial reports at the halving schedule's rungs and the pruner judges a report once it reaches the next
+min_resource x factor^k (2, 4, 8, 16 with factor 2: every rung before the last, in both spaces' schedules), and a
+trial trains all its folds in one task. Benchmark code: it is not in
 the image, and the job does not import it.
 """
 

@@ -142,16 +142,15 @@ BUILTIN_SPACES: dict[str, SearchSpace] = {
     # constant step a larger rate leads after 3-6 epochs and is overtaken by epoch 12 (measured on this data: the
     # learning curves cross), so halving's early rungs would drop the 12-epoch winner (short-horizon bias). To
     # search rates, use --strategy grid, or a search file with a late first rung. docs/benchmarks.md.
-    # Rungs 2, 6, 12 rather than the derived 3, 6, 12, chosen on the exact learning curves (every candidate's
-    # fold-mean CV after each epoch) of seeds 0-5 and checked on seeds 6-11. Over the 12 seeds both keep the grid's
-    # winner or one within 0.5 % in CV in 10 (2, 6, 12 the grid's own in 9, 3, 6, 12 in 8) and 2, 6, 12 trains 0.46 of
-    # the grid's epochs instead of 0.50. In the other two (seeds 6 and 10) the winner is the smallest network, (32,)
-    # at alpha 1e-2: 3rd to 7th of 8 up to epoch 8, in the top 2 only from epoch 9 (seed 6) or 11 (seed 10), so
-    # halving to 2 candidates before then drops it (1.6 and 2.0 % behind in CV; on the holdout, refit as the job
-    # refits, 0.0022 better in seed 6 and 0.0032 worse in seed 10). An earlier second rung ((2, 4, 12), (2, 5, 12)) or
-    # factor 4 drops winners in 1 to 4 of seeds 0-5 as well (1.9-2.8 % behind). The first rung keeps the two deeper
-    # networks in most seeds, so the work weighted by each candidate's epoch cost is 0.47-0.57 of the grid's, not 0.46
-    # (docs/benchmarks.md).
+    # Rungs 2, 6, 12 rather than the derived 3, 6, 12. Chosen on the exact learning curves (every candidate's
+    # fold-mean CV after each epoch) of seeds 0-5, where both kept every winner or one within 0.5 % in CV and 2, 6, 12
+    # the grid's own more often (5 of 6 seeds against 4). Checked on seeds 6-11, where both lose two: in seeds 6 and
+    # 10 the smallest network, (32,) at alpha 1e-2, is 3rd to 7th of 8 up to epoch 8 and in the top 2 only from epoch
+    # 9 or 11, so halving to 2 before then drops it (1.6 and 2.0 % behind in CV; on the holdout, refit as the job
+    # refits, 0.0022 better and 0.0032 worse). An earlier second rung ((2, 4, 12), (2, 5, 12)) or factor 4 drops
+    # winners in 1 to 4 of seeds 0-5 (1.9-2.8 % behind). 2, 6, 12 trains 0.46 of the grid's epochs (3, 6, 12: 0.50),
+    # but the first rung keeps the two deeper networks in most seeds: weighted by each candidate's fit time 0.53-0.62,
+    # and the wall ratio stayed at 0.63 (docs/benchmarks.md).
     "default": SearchSpace(
         "default",
         {
@@ -169,8 +168,8 @@ BUILTIN_SPACES: dict[str, SearchSpace] = {
     # Rungs, on the exact learning curves of seeds 0-6 (among 36 candidates the ranks move a lot from one epoch to the
     # next): the derived schedule (2, 7, 20; factor 3) kept the grid's winner or one within 0.5 % in CV in 3 of the 7
     # seeds, 2, 5, 10, 15, 20 (factor 2, chosen on seeds 0-2) in 4, and 2, 5, 12, 16, 20 in 6 (chosen on all 7, none
-    # held out): keeping 9 candidates to epoch 12 made the difference. It trains 0.30 of the grid's epochs. The
-    # seventh seed's winner ranked 10th at epoch 5, where 9 go on (0.97 % behind in CV). docs/benchmarks.md.
+    # held out): keeping 9 candidates to epoch 12 made the difference. It trains 0.296 of the grid's epochs (0.279
+    # before). Seed 6's winner ranked 10th at epoch 5, where 9 go on (0.97 % behind in CV). docs/benchmarks.md.
     "large": SearchSpace(
         "large",
         {
