@@ -8,8 +8,7 @@ trains its folds with the job's own resumed training (``jobs.rossmann.halving.tr
 updates) and fits each fold's preprocessing once per worker, so the two searches differ in how work is scheduled
 and pruned: a trial reports at the halving schedule's rungs and the pruner judges a report once it reaches the next
 min_resource x factor^k (2, 4, 8, 16 with factor 2: every rung before the last, in both spaces' schedules), and a
-trial trains all its folds in one task. Benchmark code: it is not in
-the image, and the job does not import it.
+trial trains all its folds in one task. Benchmark code: it is not in the image, and the job does not import it.
 """
 
 from __future__ import annotations
