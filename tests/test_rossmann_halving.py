@@ -46,7 +46,7 @@ def test_the_default_space_looks_first_at_two_epochs():
 
 def test_the_large_space_keeps_a_quarter_of_its_candidates_to_epoch_12():
     """The derived (2, 7, 20) schedule and (2, 5, 10, 15, 20) dropped 20-epoch leaders that 2, 5, 12, 16, 20 kept:
-    9 of 36 candidates train to epoch 12, and the search trains 0.296 of the grid's epochs (0.279 before)
+    9 of 36 candidates train to epoch 12, and the search trains 0.296 of the grid's epochs
     (docs/benchmarks.md)."""
     space = BUILTIN_SPACES["large"]
     n = space.grid_size

@@ -142,15 +142,10 @@ BUILTIN_SPACES: dict[str, SearchSpace] = {
     # constant step a larger rate leads after 3-6 epochs and is overtaken by epoch 12 (measured on this data: the
     # learning curves cross), so halving's early rungs would drop the 12-epoch winner (short-horizon bias). To
     # search rates, use --strategy grid, or a search file with a late first rung. docs/benchmarks.md.
-    # Rungs 2, 6, 12 rather than the derived 3, 6, 12. Chosen on the exact learning curves (every candidate's
-    # fold-mean CV after each epoch) of seeds 0-5, where both kept every winner or one within 0.5 % in CV and 2, 6, 12
-    # the grid's own more often (5 of 6 seeds against 4). Checked on seeds 6-11, where both lose two: in seeds 6 and
-    # 10 the smallest network, (32,) at alpha 1e-2, is 3rd to 7th of 8 up to epoch 8 and in the top 2 only from epoch
-    # 9 or 11, so halving to 2 before then drops it (1.6 and 2.0 % behind in CV; on the holdout, refit as the job
-    # refits, 0.0022 better and 0.0032 worse). An earlier second rung ((2, 4, 12), (2, 5, 12)) or factor 4 drops
-    # winners in 1 to 4 of seeds 0-5 (1.9-2.8 % behind). 2, 6, 12 trains 0.46 of the grid's epochs (3, 6, 12: 0.50),
-    # but the first rung keeps the two deeper networks in most seeds: weighted by each candidate's fit time 0.53-0.62,
-    # and the wall ratio stayed at 0.63 (docs/benchmarks.md).
+    # Rungs 2, 6, 12 rather than the derived 3, 6, 12: on the exact learning curves of 12 seeds both keep the grid's
+    # winner (or one within 0.5 % in CV) in the same 10, and 2, 6, 12 trains fewer epochs. The two misses are the
+    # smallest network winning late; earlier second rungs or factor 4 lose more. The figures: docs/benchmarks.md,
+    # fifth run.
     "default": SearchSpace(
         "default",
         {
@@ -165,11 +160,9 @@ BUILTIN_SPACES: dict[str, SearchSpace] = {
     ),
     # 36 candidates at the pipeline's learning rate, for the reason above: with two rates instead of the third
     # smoothing and the fourth alpha, halving's winner was 0.63 and 0.86 % behind the grid's in CV on 2 of 3 seeds.
-    # Rungs, on the exact learning curves of seeds 0-6 (among 36 candidates the ranks move a lot from one epoch to the
-    # next): the derived schedule (2, 7, 20; factor 3) kept the grid's winner or one within 0.5 % in CV in 3 of the 7
-    # seeds, 2, 5, 10, 15, 20 (factor 2, chosen on seeds 0-2) in 4, and 2, 5, 12, 16, 20 in 6 (chosen on all 7, none
-    # held out): keeping 9 candidates to epoch 12 made the difference. It trains 0.296 of the grid's epochs (0.279
-    # before). Seed 6's winner ranked 10th at epoch 5, where 9 go on (0.97 % behind in CV). docs/benchmarks.md.
+    # Rungs 2, 5, 12, 16, 20: keeping 9 candidates to epoch 12 kept the winner (or one within 0.5 % in CV) on the
+    # exact learning curves of 6 of 7 seeds, where 2, 5, 10, 15, 20 kept 4 and the derived 2, 7, 20 (factor 3) 3;
+    # picked on those 7 seeds, none held out. The figures: docs/benchmarks.md, fifth run.
     "large": SearchSpace(
         "large",
         {
