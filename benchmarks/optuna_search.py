@@ -5,10 +5,11 @@ The study follows Optuna's documented Dask pattern: its storage lives on the sch
 candidates' indices makes the trials the grid's candidates; ``SuccessiveHalvingPruner`` (Optuna's ASHA) stops a
 trial at a rung unless its mean fold RMSPE is in the top 1/factor of the trials that reported that rung. A trial
 trains its folds with the job's own resumed training (``jobs.rossmann.halving.train_until``: partial_fit, fit's
-updates) and fits each fold's preprocessing once per worker, so the two searches differ in how work is scheduled
-and pruned: a trial reports at the halving schedule's rungs and the pruner judges a report once it reaches the next
-min_resource x factor^k (2, 4, 8, 16 with factor 2: every rung before the last, in both spaces' schedules), and a
-trial trains all its folds in one task. Benchmark code: it is not in the image, and the job does not import it.
+updates) and fits each fold's preprocessing once per worker, so the two searches differ in how work is scheduled and
+pruned: a trial reports at the halving schedule's rungs and the pruner judges a report once it reaches the next
+min_resource x factor^k (2, 4, 8, 16 with factor 2: every rung before the last in the large space's schedule; in the
+default space's 2, 6, 7, 12 the report at 7 is not judged, as 7 < 8), and a trial trains all its folds in one task.
+Benchmark code: it is not in the image, and the job does not import it.
 """
 
 from __future__ import annotations
