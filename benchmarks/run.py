@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import subprocess
@@ -149,20 +150,25 @@ def halving_benchmark(workers: int, seeds: list[int], spaces: list[str]) -> dict
                         "optuna_cpu_efficiency",
                     )
                 },
-                "quality_holds": all(quality_holds(r, "") for r in runs),
-                "async_quality_holds": all(quality_holds(r, "async_") for r in runs),
+                "quality_holds": all(r["quality_holds"] for r in runs),
+                "async_quality_holds": all(r["async_quality_holds"] for r in runs),
                 "runs": runs,
             }
     return out
 
 
-def quality_holds(run: dict, prefix: str) -> bool:
-    """The issue's condition on one seed: the grid's winner, or one within 0.5 % of its CV RMSPE, and a holdout
-    RMSPE no worse than the grid winner's by more than 0.002. ``prefix``: "" for sync halving, "async_" for ASHA."""
-    holdout = run[f"holdout_rmspe_{prefix or 'halving_'}winner"]
-    return (run[f"{prefix}same_winner"] or run[f"{prefix}winner_cv_vs_grid_best"] <= 0.005) and (
-        holdout - run["holdout_rmspe_grid_winner"] <= 0.002
-    )
+def judged(params: dict, prefix: str, name: str, grid_scores: dict, grid_holdout: float, holdout_of) -> dict:
+    """A search's winner against the grid's, and the issue's condition: the grid's winner, or one within 0.5 % of
+    its CV RMSPE, and a holdout RMSPE no worse than the grid winner's by more than 0.002."""
+    grid_best = min(grid_scores, key=grid_scores.get)
+    same, gap = key_of(params) == grid_best, round(grid_scores[key_of(params)] / grid_scores[grid_best] - 1, 4)
+    holdout = round(holdout_of(params), 5)
+    return {
+        f"{prefix}same_winner": same,
+        f"{prefix}winner_cv_vs_grid_best": gap,
+        f"holdout_rmspe_{name}_winner": holdout,
+        f"{prefix}quality_holds": (same or gap <= 0.005) and holdout - grid_holdout <= 0.002,
+    }
 
 
 def halving_against_grid(client, space, seed: int, data: tuple, workers: int) -> dict:
@@ -188,10 +194,9 @@ def halving_against_grid(client, space, seed: int, data: tuple, workers: int) ->
             holdouts[key_of(params)] = holdout_rmspe(params, fit_rows, holdout, seed, space.max_iter)
         return holdouts[key_of(params)]
 
-    h_grid = holdout_of(next(c for c in candidates_of(space, seed) if key_of(c) == grid_best))
-    h_halving, h_optuna = holdout_of(outcome.best_params), holdout_of(study["best_params"])
-    h_asha, asha_winner = holdout_of(asha.best_params), key_of(asha.best_params)
-    same = winner == grid_best
+    h_grid = round(holdout_of(next(c for c in candidates_of(space, seed) if key_of(c) == grid_best)), 5)
+    judge = functools.partial(judged, grid_scores=grid_scores, grid_holdout=h_grid, holdout_of=holdout_of)
+
     return {
         "seed": seed,
         "candidates": outcome.n_candidates,
@@ -202,28 +207,20 @@ def halving_against_grid(client, space, seed: int, data: tuple, workers: int) ->
         "cpu_efficiency": round(outcome.efficiency.parallel_efficiency, 3),
         "async_ratio": round(asha_wall / grid_wall, 3),
         "async_cpu_efficiency": round(asha.efficiency.parallel_efficiency, 3),
-        "async_same_winner_as_sync": asha_winner == winner,
-        "async_same_winner": asha_winner == grid_best,
-        "async_winner_cv_vs_grid_best": round(grid_scores[asha_winner] / grid_scores[grid_best] - 1, 4),
-        "holdout_rmspe_async_winner": round(h_asha, 5),
+        "async_same_winner_as_sync": key_of(asha.best_params) == winner,
+        **judge(asha.best_params, "async_", "async"),
         "fraction_of_grid_epochs": outcome.work["fraction_of_grid"],
         "fraction_of_grid_cost_weighted": round(
             cost_weighted_fraction(outcome.cv_results, grid_fit_s, space.max_iter), 3
         ),
-        "same_winner": same,
-        "winner_cv_vs_grid_best": round(grid_scores[winner] / grid_scores[grid_best] - 1, 4),
-        "holdout_rmspe_grid_winner": round(h_grid, 5),
-        "holdout_rmspe_halving_winner": round(h_halving, 5),
-        "holdout_over_noise_floor": round(h_halving / NOISE_FLOOR_RMSPE, 3),
+        **judge(outcome.best_params, "", "halving"),
+        "holdout_rmspe_grid_winner": h_grid,
+        "holdout_over_noise_floor": round(holdout_of(outcome.best_params) / NOISE_FLOOR_RMSPE, 3),
         "optuna_ratio": round(study["wall_s"] / grid_wall, 3),
         "optuna_cpu_efficiency": round(study["cpu_efficiency"], 3),
         "optuna_fraction_of_grid_epochs": study["fraction_of_grid_epochs"],
         "optuna_pruned": f"{study['pruned']} of {study['trials']}",
-        "optuna_same_winner": key_of(study["best_params"]) == grid_best,
-        "optuna_winner_cv_vs_grid_best": round(
-            grid_scores[key_of(study["best_params"])] / grid_scores[grid_best] - 1, 4
-        ),
-        "holdout_rmspe_optuna_winner": round(h_optuna, 5),
+        **judge(study["best_params"], "optuna_", "optuna"),
     }
 
 
