@@ -7,8 +7,8 @@ trial at a rung unless its mean fold RMSPE is in the top 1/factor of the trials 
 trains its folds with the job's own resumed training (``jobs.rossmann.halving.train_until``: partial_fit, fit's
 updates) and fits each fold's preprocessing once per worker, so the two searches differ in how work is scheduled and
 pruned: a trial reports at the halving schedule's rungs and the pruner judges a report once it reaches the next
-min_resource x factor^k (2, 4, 8, 16 with factor 2: every rung before the last in the large space's schedule; in the
-default space's 2, 6, 7, 12 the report at 7 is not judged, as 7 < 8), and a trial trains all its folds in one task.
+min_resource x factor^k (large space, factor 2: 2, 4, 8, 16, every rung before the last; default space, rungs 1, 7,
+12 keeping 3 then 1: factor 3, judged at 1, 3 and 9), and a trial trains all its folds in one task.
 Benchmark code: it is not in the image, and the job does not import it.
 """
 
@@ -66,6 +66,15 @@ def _quiet() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
+def reduction_factor(schedule: Any, n_candidates: int) -> int:
+    """Optuna's pruner keeps 1/factor at each rung: the schedule's factor, or for ``keep`` counts the nearest whole
+    ratio of its first cut (8 candidates keeping 3: 3)."""
+    if not schedule.keep:
+        return schedule.factor
+    reaching = schedule.survivors(n_candidates)
+    return max(2, round(reaching[0] / reaching[1]))
+
+
 def optuna_search(client, sample, space, seed: int) -> dict:
     """Run the study on the client's workers; wall time, worker CPU efficiency, epochs trained and the winner."""
     import optuna
@@ -85,7 +94,7 @@ def optuna_search(client, sample, space, seed: int) -> dict:
         storage=DaskStorage(client=client),
         sampler=optuna.samplers.GridSampler({"candidate": list(range(len(candidates)))}, seed=seed),
         pruner=optuna.pruners.SuccessiveHalvingPruner(
-            min_resource=schedule.rungs[0], reduction_factor=schedule.factor, min_early_stopping_rate=0
+            min_resource=schedule.rungs[0], reduction_factor=reduction_factor(schedule, len(candidates))
         ),
         direction="minimize",
     )

@@ -3,8 +3,10 @@ kept across rungs), the stopping rule between calls, and a worker lost during a 
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import threading
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -59,13 +61,65 @@ def test_the_large_space_keeps_a_quarter_of_its_candidates_to_epoch_12():
 
 def test_promotion_is_never_more_than_the_top_share_of_those_finished():
     """The asynchronous rule (ASHA); the synchronous one applies it once, to a finished rung."""
-    finished = {0: 0.30, 1: 0.10}
-    assert halving.promotable(finished, set(), 2) == [1]  # 2 finished: 1 may go on, the better one
-    assert halving.promotable({**finished, 2: 0.20}, {1}, 2) == []  # 3 finished: still 1
-    assert halving.promotable({**finished, 2: 0.20, 3: 0.05}, {1}, 2) == [3]  # 4 finished: top 2 are 3 and 1
-    assert halving.promotable({**finished, 2: 0.20, 3: 0.05}, {1}, 3) == []  # factor 3: 1 of 4, and 1 went on
-    assert halving.promotable({0: 0.3}, set(), 2) == []  # 1 of 1 is less than a half...
-    assert halving.promotable({0: 0.3}, set(), 2, complete=True) == [0]  # ...but a finished rung sends one on
+    finished, half = {0: 0.30, 1: 0.10}, Fraction(1, 2)
+    assert halving.promotable(finished, set(), half) == [1]  # 2 finished: 1 may go on, the better one
+    assert halving.promotable({**finished, 2: 0.20}, {1}, half) == []  # 3 finished: still 1
+    assert halving.promotable({**finished, 2: 0.20, 3: 0.05}, {1}, half) == [3]  # 4 finished: top 2 are 3 and 1
+    assert halving.promotable({**finished, 2: 0.20, 3: 0.05}, {1}, Fraction(1, 3)) == []  # a third: 1 of 4 went on
+    assert halving.promotable({0: 0.3}, set(), half) == []  # 1 of 1 is less than a half...
+    assert halving.promotable({0: 0.3}, set(), half, complete=True) == [0]  # ...but a finished rung sends one on
+
+
+def test_the_synchronous_rule_promotes_early_only_what_the_rung_barrier_would_promote():
+    """keep 4 of 8: once 5 have finished, the best of them is among the 4 whatever the other 3 score."""
+    assert halving.decided({0: 0.3, 1: 0.1, 2: 0.2, 3: 0.4}, set(), quota=4, unfinished=4) == []
+    assert halving.decided({0: 0.3, 1: 0.1, 2: 0.2, 3: 0.4, 4: 0.5}, set(), quota=4, unfinished=3) == [1]
+    assert halving.decided({0: 0.3, 1: 0.1, 2: 0.2, 3: 0.4, 4: 0.5, 5: 0.05}, {1}, 4, 2) == [5]  # top 2: 5, 1
+    rng = np.random.default_rng(0)
+    for _ in range(200):  # any scores, any order of finishing: the union is the barrier's top quota
+        n = int(rng.integers(2, 12))
+        quota = int(rng.integers(1, n))
+        scores = dict(enumerate(rng.random(n).round(1)))  # ties included
+        finished: dict[int, float] = {}
+        promoted: list[int] = []
+        for c in rng.permutation(n):
+            finished[int(c)] = scores[int(c)]
+            promoted += halving.decided(finished, set(promoted), quota, n - len(finished))
+        assert sorted(promoted) == sorted(sorted(scores, key=lambda c: (scores[c], c))[:quota])
+
+
+@pytest.mark.parametrize(
+    ("chains", "length", "slots"), [(3, 5, 2), (3, 6, 2), (5, 4, 3), (2, 5, 2), (3, 1, 2), (7, 3, 4)]
+)
+def test_wrap_around_fills_every_core_to_the_bound_and_keeps_each_chain_in_order(chains, length, slots):
+    """One finalist's 3 folds x 5 epochs on 2 cores: 8 epochs' time instead of 10 (5, then the third fold's 5)."""
+    plan = halving.wrap_around(chains, length, slots)
+    bound = -(-chains * length // slots)
+    when: dict[int, list[tuple[int, int, int, int]]] = {}  # chain -> (first step, end step, start time, end time)
+    for pieces in plan:
+        clock = 0
+        for chain, first, stop in pieces:
+            when.setdefault(chain, []).append((first, stop, clock, clock + stop - first))
+            clock += stop - first
+        assert clock <= bound
+    for chain in range(chains):  # every step once, in order: a later piece starts after the earlier one ends
+        parts = sorted(when[chain])
+        assert parts[0][0] == 0 and parts[-1][1] == length and len(parts) <= 2
+        assert all(p[1] == q[0] and p[3] <= q[2] for p, q in itertools.pairwise(parts))
+    assert halving.wrap_around(3, 5, 2) == [[(0, 0, 5), (1, 2, 5)], [(1, 0, 2), (2, 0, 5)]]
+
+
+def test_keep_counts_set_how_many_go_on_after_each_rung():
+    """``keep`` instead of a factor: 8 candidates, rungs 1, 6, 12 keeping 3 then 1. The asynchronous rule promotes
+    the same share of those finished (3 of 8), the synchronous one exactly the counts."""
+    s = halving.Schedule((1, 6, 12), 2, keep=(3, 1))
+    assert s.survivors(8) == [8, 3, 1] and s.epoch_units(8) == 8 * 1 + 3 * 5 + 1 * 6 == 29
+    assert s.share(0, 8) == Fraction(3, 8) and s.share(1, 8) == Fraction(1, 3)
+    assert s.survivors(2) == [2, 2, 1]  # never more than there are
+    scores = {c: 0.1 + c / 100 for c in range(8)}
+    assert halving.promotable(dict(list(scores.items())[:2]), set(), s.share(0, 8)) == []  # 2 x 3/8 < 1
+    assert halving.promotable(dict(list(scores.items())[:3]), set(), s.share(0, 8)) == [0]  # 3 x 3/8 = 1.125
+    assert halving.promotable(scores, {0}, s.share(0, 8), complete=True) == [1, 2]  # 3 in all
 
 
 def test_a_search_file_sets_the_rungs_and_factor(tmp_path: Path):
@@ -75,6 +129,28 @@ def test_a_search_file_sets_the_rungs_and_factor(tmp_path: Path):
     assert space.rungs == (2, 4, 8) and space.factor == 3 and space.max_iter == 8
     path.write_text("grid: {mlp__alpha: [0.0001]}\nrungs: [4, 2]\n")
     with pytest.raises(ValueError, match=r"space.yaml: key rungs: expected increasing epoch counts, got \[4, 2\]"):
+        load_space(str(path))
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("rungs: [1, 6, 12]\nkeep: [3, 1]\nfactor: 2\n", "key keep: give keep or factor, not both"),
+        ("keep: [3, 1]\n", "key keep: expected one count per rung but the last"),
+        ("rungs: [1, 6, 12]\nkeep: [3]\n", "key keep: expected one count per rung but the last"),
+        ("rungs: [1, 6, 12]\nkeep: [1, 3]\n", r"expected decreasing counts >= 1 below the 4 candidates, got \[1, 3\]"),
+        ("rungs: [1, 12]\nkeep: [4]\n", r"below the 4 candidates, got \[4\]"),
+    ],
+)
+def test_a_search_file_sets_keep_counts_or_says_what_is_wrong(tmp_path: Path, text: str, error: str):
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        "grid: {mlp__alpha: [0.0001, 0.001], mlp__hidden_layer_sizes: [[32], [64]]}\nrungs: [1, 6, 12]\nkeep: [3, 1]\n"
+    )
+    space = load_space(str(path))
+    assert space.keep == (3, 1) and halving_schedule(space, 4).survivors(4) == [4, 3, 1]
+    path.write_text("grid: {mlp__alpha: [0.0001, 0.001], mlp__hidden_layer_sizes: [[32], [64]]}\n" + text)
+    with pytest.raises(ValueError, match=f"space.yaml: {error}" if error.startswith("key") else error):
         load_space(str(path))
 
 
@@ -188,7 +264,36 @@ def test_a_worker_lost_during_a_rung_changes_nothing(rows, tmp_path: Path):
     # ends with the same scores, so the same candidates go on and the same one wins.
     assert scores_of(disturbed) == scores_of(calm)
     assert len(scores_of(calm)) == 4 + 2 + 1
+    for rung, quota in ((0, 2), (1, 1)):  # promoted early or not, each rung sent on its best by mean score
+        at = calm.cv_results[calm.cv_results["rung"] == rung]
+        assert set(at[at["promoted"]]["candidate"]) == set(at.nlargest(quota, "mean_test_score")["candidate"])
     assert disturbed.epoch_units == calm.epoch_units == SPACE.folds * (4 * 2 + 2 * 2 + 1 * 4)
+
+
+@pytest.mark.dask
+@pytest.mark.slow
+def test_a_lone_finalists_folds_split_across_the_cores_train_as_they_would_in_one_piece(rows, tmp_path: Path):
+    """3 folds on 2 workers: the last rung's folds are laid out by wrap_around (a fold's model moves once between
+    workers) and end with the weights one uninterrupted training gives, so the same scores."""
+    from distributed import get_task_stream
+
+    space = SearchSpace("split", SPACE.grid, folds=3, max_iter=9, rungs=(2, 4, 9), factor=2)
+    folds = date_block_folds(rows["Date"], space.folds)
+    X, y, candidates = rows[FEATURES], rows[TARGET].to_numpy(), candidates_of(space, 0)
+    with (
+        local_dask(tmp_path / "cluster", n_workers=2) as cluster,
+        Client(cluster.address) as client,
+        get_task_stream(client) as stream,
+    ):
+        result = halving.search(client, X, y, folds, candidates, halving.Schedule(space.rungs, 2), 0)
+    last = result.cv_results.loc[result.best_index]
+    assert last["rung"] == 2 and last["epochs_trained"] == 9
+    after = [t["worker"] for t in stream.data if t["key"].startswith("train_after")]
+    assert len(after) == len(set(after)) == 2  # each core's second piece: the moved fold's tail, and a whole fold
+    params = halving.split_params(last["params"])[1]
+    for k, (tr, te) in enumerate(folds):
+        whole = halving.train_until(None, halving.prepare_fold(X, y, tr, te, {}, 0), params, 9, seed=0)
+        assert -last[f"split{k}_test_score"] == whole.scores[-1]
 
 
 def scores_of(result: halving.HalvingResult) -> dict[tuple[int, int], float]:

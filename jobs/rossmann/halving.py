@@ -1,17 +1,21 @@
 """Successive halving that resumes its survivors, on Dask futures (``--strategy halving``).
 
-Every candidate trains for the first rung's epochs on every fold; the best 1/factor by mean fold RMSPE go on to the
-next rung, where they *continue* training (``MLPRegressor.partial_fit``: one epoch a call, weights and Adam state
-kept) instead of starting again. Preprocessing is fitted once per fold (and per value of its own parameters) on
-the workers and kept there; each candidate x fold model stays on the worker that trained it between rungs.
+Every candidate trains for the first rung's epochs on every fold; the best by mean fold RMSPE (1/factor of them, or
+the counts a search file's ``keep`` names) go on to the next rung, where they *continue* training
+(``MLPRegressor.partial_fit``: one epoch a call, weights and Adam state kept) instead of starting again.
+Preprocessing is fitted once per fold (and per value of its own parameters) on the workers and kept there; each
+candidate x fold model stays on the worker that trained it between rungs.
 
-Promotion is synchronous by default (a rung's best go on once all of it has finished: reproducible; measured CPU
-efficiency 0.89 against ASHA's 0.91 on the default space, docs/benchmarks.md), or asynchronous with
+Promotion is synchronous by default: the choice a barrier at the end of each rung makes (reproducible), made as
+early as it is certain (``decided``: a finished candidate goes on once no unfinished one can push it out), so cores
+do not wait for a rung's last tasks when there is next-rung work. A lone finalist's folds are laid out over the
+cores by McNaughton's wrap-around rule (``wrap_around``) when they outnumber them. Or asynchronous with
 ``promotion: async`` in the search space (ASHA, Li et al. 2018, "A System for Massively Parallel Hyperparameter
-Tuning": a candidate goes on as soon as it is in the top 1/factor of those that finished its rung, never more than
+Tuning": a candidate goes on as soon as it is in the top share of those that finished its rung, never more than
 that share; the choice then depends on the order in which candidates finish). The final rung's best mean RMSPE wins.
 
-The pure parts (schedule, promotion, work accounting) are plain functions; ``search`` drives the futures.
+The pure parts (schedule, promotion, the wrap-around plan, work accounting) are plain functions; ``search`` drives
+the futures.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import copy
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -33,18 +38,27 @@ from jobs.rossmann.model import build_pipeline, rmspe_from_log
 
 @dataclass(frozen=True)
 class Schedule:
-    """Epochs at which candidates are compared (the last is the full budget) and the fraction kept (1/factor)."""
+    """Epochs at which candidates are compared (the last is the full budget) and how many go on after each rung:
+    the best 1/factor, or the counts in ``keep`` (one per rung but the last) when given."""
 
     rungs: tuple[int, ...]
     factor: int
     asynchronous: bool = False  # True: ASHA; False: promote when every candidate of the rung has finished
+    keep: tuple[int, ...] | None = None
 
     def survivors(self, n_candidates: int) -> list[int]:
         """How many candidates may reach each rung."""
         out = [n_candidates]
-        for _ in self.rungs[1:]:
-            out.append(max(1, out[-1] // self.factor))
+        for rung in range(1, len(self.rungs)):
+            out.append(max(1, min(self.keep[rung - 1], out[-1]) if self.keep else out[-1] // self.factor))
         return out
+
+    def share(self, rung: int, n_candidates: int) -> Fraction:
+        """The fraction of a rung's candidates that go on to the next."""
+        if not self.keep:
+            return Fraction(1, self.factor)
+        reaching = self.survivors(n_candidates)
+        return Fraction(reaching[rung + 1], reaching[rung])
 
     def epoch_units(self, n_candidates: int) -> int:
         """Epochs trained per fold when every allowed promotion happens (the work bound)."""
@@ -68,13 +82,45 @@ def default_schedule(
 # --- promotion (pure) -----------------------------------------------------------------------------------------------
 
 
-def promotable(finished: dict[int, float], promoted: set[int], factor: int, complete: bool = False) -> list[int]:
-    """Candidates of one rung to promote now: those in the top floor(len(finished) / factor) by score (lower
-    is better) that are not promoted yet, never more than that many in all. Once the rung is ``complete`` at least
+def promotable(finished: dict[int, float], promoted: set[int], share: Fraction, complete: bool = False) -> list[int]:
+    """Candidates of one rung to promote now: those in the top floor(len(finished) x share) by score (lower is
+    better) that are not promoted yet, never more than that many in all. Once the rung is ``complete`` at least
     one goes on (as Schedule.survivors counts), so the last rung is always reached."""
-    quota = max(1, len(finished) // factor) if complete else len(finished) // factor
+    quota = int(len(finished) * share)
+    quota = max(1, quota) if complete else quota
     top = sorted(finished, key=lambda c: (finished[c], c))[:quota]
     return [c for c in top if c not in promoted][: max(0, quota - len(promoted))]
+
+
+def decided(finished: dict[int, float], promoted: set[int], quota: int, unfinished: int) -> list[int]:
+    """The synchronous rule, applied as early as its choice is certain: of a rung's ``quota`` places, the best
+    ``quota - unfinished`` of those finished keep theirs whatever the ``unfinished`` candidates score, so they go on
+    now instead of at the rung's end (then unfinished = 0: the top ``quota``). The choice is the one a barrier makes;
+    only the cores waiting for the rung's last tasks get work sooner."""
+    top = sorted(finished, key=lambda c: (finished[c], c))[: max(0, quota - unfinished)]
+    return [c for c in top if c not in promoted]
+
+
+def wrap_around(chains: int, length: int, slots: int) -> list[list[tuple[int, int, int]]]:
+    """McNaughton's wrap-around rule (1959) for ``chains`` equal sequences of ``length`` steps on ``slots`` cores:
+    fill each core up to ceil(chains x length / slots) steps; a chain that does not fit gives its last steps to the
+    end of this core and its first ones to the start of the next, which runs them before this core reaches them
+    (length <= the bound). Each core's pieces in the order it runs them: (chain, first step, end step)."""
+    bound = -(-chains * length // slots)
+    plan: list[list[tuple[int, int, int]]] = [[] for _ in range(slots)]
+    slot, used = 0, 0
+    for chain in range(chains):
+        if used + length > bound:
+            head = length - (bound - used)
+            if head < length:
+                plan[slot].append((chain, head, length))
+            slot, used = slot + 1, 0
+            plan[slot].append((chain, 0, head))
+            used = head
+        else:
+            plan[slot].append((chain, 0, length))
+            used += length
+    return plan
 
 
 # --- tasks (run on the workers) -------------------------------------------------------------------------------------
@@ -181,6 +227,12 @@ def train_until(trainee: Trainee | None, fold: FoldData, mlp_params: dict, epoch
     return trainee
 
 
+def train_after(_before: Trainee, *args: Any) -> Trainee:
+    """``train_until`` once the piece planned before it on the same core has run (an argument, so Dask orders
+    them; its value is not used). Without it a worker would start a later piece whose data is already there."""
+    return train_until(*args)
+
+
 def _same(value: Any) -> Any:
     return value
 
@@ -268,22 +320,39 @@ class _Run:
         return (k, preprocessing_key(self.candidates[c]))
 
     def launch(self, c: int, rung: int) -> None:
-        """Candidate ``c`` trains on (or continues to) the rung's epochs on every fold."""
+        """Candidate ``c`` trains on (or continues to) the rung's epochs on every fold. Alone in the last rung with
+        more folds than cores (3 folds, 2 cores: one core would wait for the third fold's whole rung), its folds'
+        epochs are laid out by ``wrap_around``: a fold trains its first epochs on one worker and its last on another
+        (the model moves once), and no core waits longer than one epoch's difference."""
         self.launched[rung] += 1
         mlp_params = split_params(self.candidates[c])[1]
-        for k in range(len(self.folds)):
-            fold = self.prepared[self.fold_key(c, k)]
-            trainee = self.client.submit(
-                train_until,
+        start, end = (self.schedule.rungs[rung - 1] if rung else 0), self.schedule.rungs[rung]
+        pieces = [[(0, k, 0, end - start, None)] for k in range(len(self.folds))]  # per fold: position, ..., core
+        slots = [w for w, n in self.client.nthreads().items() for _ in range(n)]
+        alone = not self.schedule.asynchronous and self.schedule.survivors(len(self.candidates))[rung] == 1
+        if alone and rung == len(self.schedule.rungs) - 1 and len(self.folds) % len(slots) and len(slots) > 1:
+            pieces = [[] for _ in self.folds]
+            for slot, plan in enumerate(wrap_around(len(self.folds), end - start, len(slots))):
+                for position, (k, first, stop) in enumerate(plan):
+                    pieces[k].append((position, k, first, stop, slot))
+        ran: dict[tuple[int | None, int], Future] = {}  # (core, position) -> the piece planned there
+        for position, k, _, stop, slot in sorted((p for f in pieces for p in f), key=lambda p: (p[2], p[0])):
+            # heads before tails (a tail continues its head's model), each core's pieces in their order
+            before = (train_after, ran[(slot, position - 1)]) if position else (train_until,)
+            worker = None if slot is None else slots[slot]
+            ran[(slot, position)] = self.trainees[(c, k)] = self.client.submit(
+                *before,
                 self.trainees.get((c, k)),
-                fold,
+                self.prepared[self.fold_key(c, k)],
                 mlp_params,
-                self.schedule.rungs[rung],
+                start + stop,
                 self.seed,
                 pure=False,
+                workers=worker and [worker],
+                allow_other_workers=bool(worker),  # a lost worker's pieces run elsewhere
             )
-            self.trainees[(c, k)] = trainee
-            score = self.client.submit(last_score, trainee, pure=False)
+        for k in range(len(self.folds)):
+            score = self.client.submit(last_score, self.trainees[(c, k)], pure=False)
             self.where[score.key] = (c, k, rung)
             self.tasks.add(score)
 
@@ -300,13 +369,20 @@ class _Run:
             folds = self.pending.pop((c, rung))
             self.finished[rung][c] = float(np.mean([score for score, _ in folds.values()]))
             self.rows.append(_row(self.candidates[c], c, rung, rungs[rung], folds))
-            rung_done = len(self.finished[rung]) == self.launched[rung]
-            if rung + 1 < len(rungs) and (self.schedule.asynchronous or rung_done):
-                chosen = promotable(self.finished[rung], self.promoted[rung], self.schedule.factor, rung_done)
-                for winner in chosen:
+            if rung + 1 < len(rungs):
+                for winner in self.chosen(rung):
                     self.promoted[rung].add(winner)
                     self.launch(winner, rung + 1)
         return rungs[rung] - (rungs[rung - 1] if rung else 0)
+
+    def chosen(self, rung: int) -> list[int]:
+        """Who goes on from ``rung`` now that one more candidate has finished it."""
+        finished, promoted = self.finished[rung], self.promoted[rung]
+        if self.schedule.asynchronous:
+            share = self.schedule.share(rung, len(self.candidates))
+            return promotable(finished, promoted, share, complete=len(finished) == self.launched[rung])
+        reaching = self.schedule.survivors(len(self.candidates))
+        return decided(finished, promoted, reaching[rung + 1], reaching[rung] - len(finished))
 
     def result(self) -> HalvingResult:
         cv = pd.DataFrame(self.rows)

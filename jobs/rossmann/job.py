@@ -217,7 +217,8 @@ def run_halving(
         "fraction_of_grid": round(result.epoch_units / result.grid_epoch_units, 3),
         "schedule": {
             "rungs": list(schedule.rungs),
-            "factor": schedule.factor,
+            **({"keep": list(schedule.keep)} if schedule.keep else {"factor": schedule.factor}),
+            "survivors": schedule.survivors(len(candidates)),
             "promotion": "async" if schedule.asynchronous else "sync",
         },
     }
@@ -227,8 +228,8 @@ def run_halving(
 
 def halving_schedule(space: SearchSpace, n_candidates: int) -> halving.Schedule:
     asynchronous = space.promotion == "async"
-    if space.rungs:  # validated by load_space (increasing, >= 1; factor >= 2)
-        return halving.Schedule(space.rungs, space.factor or 2, asynchronous)
+    if space.rungs:  # validated by load_space (increasing, >= 1; factor >= 2; keep decreasing, below n)
+        return halving.Schedule(space.rungs, space.factor or 2, asynchronous, space.keep)
     return halving.default_schedule(space.max_iter, n_candidates, space.factor, asynchronous)
 
 

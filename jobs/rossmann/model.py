@@ -122,6 +122,7 @@ class SearchSpace:
     rungs: tuple[int, ...] | None = None  # halving: epochs at which candidates are compared (default: derived)
     factor: int | None = None  # halving: keep the best 1/factor per rung (default 2; 3 above 16 candidates when
     # the rungs are derived)
+    keep: tuple[int, ...] | None = None  # halving, instead of factor: how many go on after each rung but the last
     promotion: str = "sync"  # halving: "sync" (when a rung has finished) or "async" (ASHA)
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -180,13 +181,14 @@ BUILTIN_SPACES: dict[str, SearchSpace] = {
     ),
 }
 
-SPACE_KEYS = {"grid", "folds", "sample_rows", "max_iter", "n_candidates", "rungs", "factor", "promotion"}
+SPACE_KEYS = {"grid", "folds", "sample_rows", "max_iter", "n_candidates", "rungs", "factor", "keep", "promotion"}
 INT_KEYS = ("folds", "sample_rows", "max_iter", "n_candidates", "factor")
 
 
 def load_space(spec: str) -> SearchSpace:
     """A built-in space by name, or a YAML file with ``grid`` (required) and optional folds, sample_rows,
-    max_iter, n_candidates, rungs, factor and promotion (halving). Lists of hidden_layer_sizes become tuples."""
+    max_iter, n_candidates, rungs, factor or keep, and promotion (halving). Lists of hidden_layer_sizes become
+    tuples."""
     if spec in BUILTIN_SPACES:
         return BUILTIN_SPACES[spec]
     path = Path(spec)
@@ -221,11 +223,29 @@ def load_space(spec: str) -> SearchSpace:
             raise ValueError(f"{path}: key rungs: expected increasing epoch counts, got {rungs}")
         extra["rungs"] = tuple(rungs)
         extra["max_iter"] = rungs[-1]  # the last rung is the full budget
+    if "keep" in data:
+        extra["keep"] = _keep(path, data, int(data.get("n_candidates") or np.prod([len(v) for v in grid.values()])))
     if "promotion" in data:
         if data["promotion"] not in ("sync", "async"):
             raise ValueError(f"{path}: key promotion: expected sync or async, got {data['promotion']!r}")
         extra["promotion"] = data["promotion"]
     return SearchSpace(path.stem, grid, **extra)
+
+
+def _keep(path: Path, data: dict, n_candidates: int) -> tuple[int, ...]:
+    """A search file's ``keep``: one count per rung but the last, each below the one before (the first below the
+    number of candidates), and not together with ``factor``."""
+    keep, rungs = data["keep"], data.get("rungs")
+    if "factor" in data:
+        raise ValueError(f"{path}: key keep: give keep or factor, not both")
+    if not isinstance(rungs, list) or not isinstance(keep, list) or len(keep) != len(rungs) - 1:
+        raise ValueError(f"{path}: key keep: expected one count per rung but the last (rungs [1, 6, 12]: keep [3, 1])")
+    counts = [n_candidates, *keep]
+    if not all(isinstance(k, int) and 1 <= k < before for before, k in zip(counts, keep, strict=False)):
+        raise ValueError(
+            f"{path}: key keep: expected decreasing counts >= 1 below the {n_candidates} candidates, got {keep}"
+        )
+    return tuple(keep)
 
 
 def date_block_folds(dates: pd.Series, n_folds: int, block_days: int = 42) -> list[tuple[np.ndarray, np.ndarray]]:
