@@ -109,6 +109,12 @@ def test_wrap_around_fills_every_core_to_the_bound_and_keeps_each_chain_in_order
     assert halving.wrap_around(3, 5, 2) == [[(0, 0, 5), (1, 2, 5)], [(1, 0, 2), (2, 0, 5)]]
 
 
+def test_wrap_around_refuses_fewer_chains_than_cores():
+    """3 folds on 6 cores: each fold has a core of its own, and a split would train a fold past its rung."""
+    with pytest.raises(ValueError, match="3 chains on 6 cores"):
+        halving.wrap_around(3, 5, 6)
+
+
 def test_keep_counts_set_how_many_go_on_after_each_rung():
     """``keep`` instead of a factor: 8 candidates, rungs 1, 6, 12 keeping 3 then 1. The asynchronous rule promotes
     the same share of those finished (3 of 8), the synchronous one exactly the counts."""
@@ -140,6 +146,8 @@ def test_a_search_file_sets_the_rungs_and_factor(tmp_path: Path):
         ("rungs: [1, 6, 12]\nkeep: [3]\n", "key keep: expected one count per rung but the last"),
         ("rungs: [1, 6, 12]\nkeep: [1, 3]\n", r"expected decreasing counts >= 1 below the 4 candidates, got \[1, 3\]"),
         ("rungs: [1, 12]\nkeep: [4]\n", r"below the 4 candidates, got \[4\]"),
+        ("rungs: [1, 12]\nkeep: [true]\n", r"below the 4 candidates, got \[True\]"),
+        ("n_candidates: 10\nrungs: [1, 12]\nkeep: [6]\n", r"below the 4 candidates, got \[6\]"),  # the grid caps
     ],
 )
 def test_a_search_file_sets_keep_counts_or_says_what_is_wrong(tmp_path: Path, text: str, error: str):
@@ -274,7 +282,7 @@ def test_a_worker_lost_during_a_rung_changes_nothing(rows, tmp_path: Path):
 @pytest.mark.slow
 def test_a_lone_finalists_folds_split_across_the_cores_train_as_they_would_in_one_piece(rows, tmp_path: Path):
     """3 folds on 2 workers: the last rung's folds are laid out by wrap_around (a fold's model moves once between
-    workers) and end with the weights one uninterrupted training gives, so the same scores."""
+    workers) and score exactly what one uninterrupted training of each fold scores."""
     from distributed import get_task_stream
 
     space = SearchSpace("split", SPACE.grid, folds=3, max_iter=9, rungs=(2, 4, 9), factor=2)

@@ -105,7 +105,10 @@ def wrap_around(chains: int, length: int, slots: int) -> list[list[tuple[int, in
     """McNaughton's wrap-around rule (1959) for ``chains`` equal sequences of ``length`` steps on ``slots`` cores:
     fill each core up to ceil(chains x length / slots) steps; a chain that does not fit gives its last steps to the
     end of this core and its first ones to the start of the next, which runs them before this core reaches them
-    (length <= the bound). Each core's pieces in the order it runs them: (chain, first step, end step)."""
+    (length <= the bound, as chains >= slots). Each core's pieces in the order it runs them: (chain, first step, end
+    step)."""
+    if chains < slots:
+        raise ValueError(f"wrap_around: {chains} chains on {slots} cores: fewer chains than cores need no split")
     bound = -(-chains * length // slots)
     plan: list[list[tuple[int, int, int]]] = [[] for _ in range(slots)]
     slot, used = 0, 0
@@ -153,7 +156,7 @@ def prepare_fold(
 class Trainee:
     """A candidate's model on one fold, between rungs: the MLP (weights, Adam state, the stopping rule's count, its
     generator with fit's row order), its epochs, whether fit would have stopped, and its validation RMSPE after
-    each rung."""
+    each task (each rung, and the first piece of a lone finalist's fold that ``wrap_around`` split)."""
 
     model: Any
     epochs: int = 0
@@ -328,9 +331,13 @@ class _Run:
         mlp_params = split_params(self.candidates[c])[1]
         start, end = (self.schedule.rungs[rung - 1] if rung else 0), self.schedule.rungs[rung]
         pieces = [[(0, k, 0, end - start, None)] for k in range(len(self.folds))]  # per fold: position, ..., core
-        slots = [w for w, n in self.client.nthreads().items() for _ in range(n)]
         alone = not self.schedule.asynchronous and self.schedule.survivors(len(self.candidates))[rung] == 1
-        if alone and rung == len(self.schedule.rungs) - 1 and len(self.folds) % len(slots) and len(slots) > 1:
+        slots = (
+            [w for w, n in self.client.nthreads().items() for _ in range(n)]
+            if alone and rung == len(self.schedule.rungs) - 1
+            else []
+        )
+        if 1 < len(slots) < len(self.folds) and len(self.folds) % len(slots):
             pieces = [[] for _ in self.folds]
             for slot, plan in enumerate(wrap_around(len(self.folds), end - start, len(slots))):
                 for position, (k, first, stop) in enumerate(plan):

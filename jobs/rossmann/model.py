@@ -224,7 +224,8 @@ def load_space(spec: str) -> SearchSpace:
         extra["rungs"] = tuple(rungs)
         extra["max_iter"] = rungs[-1]  # the last rung is the full budget
     if "keep" in data:
-        extra["keep"] = _keep(path, data, int(data.get("n_candidates") or np.prod([len(v) for v in grid.values()])))
+        size = int(np.prod([len(v) for v in grid.values()]))
+        extra["keep"] = _keep(path, data, min(data.get("n_candidates") or size, size))  # candidates_of caps at the grid
     if "promotion" in data:
         if data["promotion"] not in ("sync", "async"):
             raise ValueError(f"{path}: key promotion: expected sync or async, got {data['promotion']!r}")
@@ -241,7 +242,7 @@ def _keep(path: Path, data: dict, n_candidates: int) -> tuple[int, ...]:
     if not isinstance(rungs, list) or not isinstance(keep, list) or len(keep) != len(rungs) - 1:
         raise ValueError(f"{path}: key keep: expected one count per rung but the last (rungs [1, 6, 12]: keep [3, 1])")
     counts = [n_candidates, *keep]
-    if not all(isinstance(k, int) and 1 <= k < before for before, k in zip(counts, keep, strict=False)):
+    if not all(type(k) is int and 1 <= k < before for before, k in zip(counts, keep, strict=False)):
         raise ValueError(
             f"{path}: key keep: expected decreasing counts >= 1 below the {n_candidates} candidates, got {keep}"
         )
