@@ -43,7 +43,7 @@ class Schedule:
 
     rungs: tuple[int, ...]
     factor: int
-    asynchronous: bool = False  # True: ASHA; False: promote when every candidate of the rung has finished
+    asynchronous: bool = False  # True: ASHA; False: the rung barrier's choice (made as soon as it is certain)
     keep: tuple[int, ...] | None = None
 
     def survivors(self, n_candidates: int) -> list[int]:
