@@ -88,7 +88,7 @@ def promotable(finished: dict[int, float], promoted: set[int], share: Fraction, 
     one goes on (as Schedule.survivors counts), so the last rung is always reached."""
     quota = int(len(finished) * share)
     quota = max(1, quota) if complete else quota
-    top = sorted(finished, key=lambda c: (finished[c], c))[:quota]
+    top = ranked(finished)[:quota]
     return [c for c in top if c not in promoted][: max(0, quota - len(promoted))]
 
 
@@ -97,8 +97,13 @@ def decided(finished: dict[int, float], promoted: set[int], quota: int, unfinish
     ``quota - unfinished`` of those finished keep theirs whatever the ``unfinished`` candidates score, so they go on
     now instead of at the rung's end (then unfinished = 0: the top ``quota``). The choice is the one a barrier makes;
     only the cores waiting for the rung's last tasks get work sooner."""
-    top = sorted(finished, key=lambda c: (finished[c], c))[: max(0, quota - unfinished)]
+    top = ranked(finished)[: max(0, quota - unfinished)]
     return [c for c in top if c not in promoted]
+
+
+def ranked(finished: dict[int, float]) -> list[int]:
+    """Candidates best first (lower score), ties by index: one order for both promotion rules."""
+    return sorted(finished, key=lambda c: (finished[c], c))
 
 
 def wrap_around(chains: int, length: int, slots: int) -> list[list[tuple[int, int, int]]]:
@@ -330,7 +335,7 @@ class _Run:
         self.launched[rung] += 1
         mlp_params = split_params(self.candidates[c])[1]
         start, end = (self.schedule.rungs[rung - 1] if rung else 0), self.schedule.rungs[rung]
-        pieces = [[(0, k, 0, end - start, None)] for k in range(len(self.folds))]  # per fold: position, ..., core
+        pieces = [(0, k, 0, end - start, None) for k in range(len(self.folds))]  # (position, fold, first, end, core)
         alone = not self.schedule.asynchronous and self.schedule.survivors(len(self.candidates))[rung] == 1
         slots = (
             [w for w, n in self.client.nthreads().items() for _ in range(n)]
@@ -338,12 +343,10 @@ class _Run:
             else []
         )
         if 1 < len(slots) < len(self.folds) and len(self.folds) % len(slots):
-            pieces = [[] for _ in self.folds]
-            for slot, plan in enumerate(wrap_around(len(self.folds), end - start, len(slots))):
-                for position, (k, first, stop) in enumerate(plan):
-                    pieces[k].append((position, k, first, stop, slot))
+            plan = wrap_around(len(self.folds), end - start, len(slots))
+            pieces = [(position, *piece, slot) for slot, core in enumerate(plan) for position, piece in enumerate(core)]
         ran: dict[tuple[int | None, int], Future] = {}  # (core, position) -> the piece planned there
-        for position, k, _, stop, slot in sorted((p for f in pieces for p in f), key=lambda p: (p[2], p[0])):
+        for position, k, _, stop, slot in sorted(pieces, key=lambda p: (p[2], p[0])):
             # heads before tails (a tail continues its head's model), each core's pieces in their order
             before = (train_after, ran[(slot, position - 1)]) if position else (train_until,)
             worker = None if slot is None else slots[slot]

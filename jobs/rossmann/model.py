@@ -224,7 +224,7 @@ def load_space(spec: str) -> SearchSpace:
         extra["rungs"] = tuple(rungs)
         extra["max_iter"] = rungs[-1]  # the last rung is the full budget
     if "keep" in data:
-        size = int(np.prod([len(v) for v in grid.values()]))
+        size = SearchSpace(path.stem, grid).grid_size
         extra["keep"] = _keep(path, data, min(data.get("n_candidates") or size, size))  # candidates_of caps at the grid
     if "promotion" in data:
         if data["promotion"] not in ("sync", "async"):
