@@ -1,5 +1,12 @@
 """Argo CD manifests derived from the clusters: an AppProject, one Application per cluster, and a root
-ApplicationSet (git files generator over clusters/*/cluster.yaml) for an Argo CD that manages every cluster.
+ApplicationSet for an Argo CD that manages a fleet of clusters from outside them.
+
+Two routes, chosen by cluster.yaml ``argocd``: ``server: https://kubernetes.default.svc`` means Argo CD runs inside
+that cluster (`dask-platform bootstrap NAME` applies its Application there); a registered ``name`` (or another
+``server``) means the fleet's Argo CD, on a management cluster, syncs it through the ApplicationSet. The
+ApplicationSet reads each fleet cluster's committed application.yaml (git files generator), so both routes get the
+same destination and ignore rules from one file, and it never generates the in-cluster ones: in the fleet's Argo CD,
+kubernetes.default.svc is the management cluster itself.
 
 Written by `dask-platform render` (with the clusters' manifests they derive from): argocd/appproject.yaml,
 argocd/applicationset.yaml and the pointer clusters/<name>/application.yaml. Repo URL, revision, Argo CD namespace
@@ -83,23 +90,55 @@ def build_appproject(
 
 
 # RespectIgnoreDifferences: at sync, the ignored fields of the desired state take their live values (argo-cd docs,
-# sync-options.md "Respect ignore difference configs"), so a sync keeps the replica count KEDA set.
+# sync-options.md "Respect ignore difference configs"; controller/sync.go normalizeTargetResources), so a sync keeps
+# the replica count KEDA set on an autoscaled group, and only there.
 SYNC_POLICY: dict[str, Any] = {
     "automated": {"prune": True, "selfHeal": True},
     "syncOptions": ["CreateNamespace=true", "ServerSideApply=true", "PruneLast=true", "RespectIgnoreDifferences=true"],
     "retry": {"limit": 5, "backoff": {"duration": "10s", "factor": 2, "maxDuration": "5m"}},
 }
-# The Deployments' replica count is the chart's starting value; with worker autoscaling KEDA's HPA owns it
-# afterwards (argo-cd docs, best_practices.md "Leaving Room For Imperativeness"). Ignored on every Deployment: the
-# other ones run a single replica that nothing else changes.
-IGNORE_DIFFERENCES: list[dict[str, Any]] = [{"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]}]
+# The in-cluster API server as Argo CD names it: the cluster Argo CD itself runs in (argo-cd docs, declarative-setup.md
+# "Clusters": the in-cluster cluster).
+IN_CLUSTER = "https://kubernetes.default.svc"
+
+
+def in_cluster(cluster: Cluster) -> bool:
+    """Whether ``cluster`` runs its own Argo CD (the bootstrap route) rather than the fleet's."""
+    return cluster.settings["argocd"].get("server") == IN_CLUSTER
+
+
+def autoscaled_deployments(objects: Iterable[dict[str, Any]]) -> list[str]:
+    """Names of the Deployments a rendered ScaledObject scales: KEDA's HPA owns their replica count."""
+    return sorted(
+        o["spec"]["scaleTargetRef"]["name"]
+        for o in objects
+        if o["kind"] == "ScaledObject" and o["spec"]["scaleTargetRef"].get("kind", "Deployment") == "Deployment"
+    )
+
+
+def build_ignore_differences(cluster: Cluster, objects: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """/spec/replicas of exactly the Deployments an autoscaler owns, each by name (argo-cd docs, diffing.md
+    "Application Level Configuration": name and namespace select one resource); every other Deployment's count is the
+    values' and a sync applies it (argo-cd docs, best_practices.md "Leaving Room For Imperativeness")."""
+    return [
+        {
+            "group": "apps",
+            "kind": "Deployment",
+            "name": name,
+            "namespace": cluster.namespace,
+            "jsonPointers": ["/spec/replicas"],
+        }
+        for name in autoscaled_deployments(objects)
+    ]
+
+
 # Names: the Application `dask-platform bootstrap` applies (a cluster's own Argo CD) and the ones the ApplicationSet
 # generates (one Argo CD for the fleet) differ, so the two routes never overwrite each other's Application.
 FLEET_PREFIX = "dask-platform-fleet-"
 
 
-def build_application(settings: ArgoSettings, cluster: Cluster) -> dict[str, Any]:
-    """The Application that syncs one cluster's rendered manifests into it."""
+def build_application(settings: ArgoSettings, cluster: Cluster, objects: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The Application that syncs one cluster's rendered manifests (``objects``) into it."""
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
@@ -118,68 +157,80 @@ def build_application(settings: ArgoSettings, cluster: Cluster) -> dict[str, Any
                 "directory": {"recurse": False},
             },
             "destination": destination(cluster),
-            "ignoreDifferences": IGNORE_DIFFERENCES,
+            "ignoreDifferences": build_ignore_differences(cluster, objects),
             "syncPolicy": SYNC_POLICY,
         },
     }
 
 
-def build_applicationset(settings: ArgoSettings) -> dict[str, Any]:
-    """The root: one Application per clusters/*/cluster.yaml, for an Argo CD that manages every cluster, sent
-    where the file's ``argocd`` says (a registered cluster ``name`` or a ``server``; the templatePatch picks the
-    one given, since Argo CD refuses both)."""
+def build_applicationset(
+    settings: ArgoSettings, name: str, files: list[dict[str, Any]], application_name: str
+) -> dict[str, Any]:
+    """An ApplicationSet whose git files generator reads committed clusters/<name>/application.yaml files and makes
+    each one's Application named ``application_name``: every field from the file (Go templates, argo-cd docs
+    Template.md and GoTemplate.md; templatePatch for the maps and lists, as JSON, which is YAML), so a values PR
+    that changes a cluster's Application (its ignore rules follow its autoscaled groups) reaches Argo CD from git."""
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "ApplicationSet",
-        "metadata": {"name": "dask-platform", "namespace": settings.namespace},
+        "metadata": {"name": name, "namespace": settings.namespace},
         "spec": {
             "goTemplate": True,
             "goTemplateOptions": ["missingkey=error"],
-            "generators": [
-                {
-                    "git": {
-                        "repoURL": settings.repo_url,
-                        "revision": settings.revision,
-                        "files": [{"path": "clusters/*/cluster.yaml"}],
-                    }
-                }
-            ],
+            "generators": [{"git": {"repoURL": settings.repo_url, "revision": settings.revision, "files": files}}],
             "template": {
                 "metadata": {
-                    "name": FLEET_PREFIX + "{{ .path.basename }}",
+                    "name": application_name,
                     "labels": {
                         "app.kubernetes.io/part-of": "dask-platform",
-                        "dask-platform/cluster": "{{ .path.basename }}",
+                        "dask-platform/cluster": '{{ index .metadata.labels "dask-platform/cluster" }}',
                     },
                 },
                 "spec": {
-                    "project": settings.project,
+                    "project": "{{ .spec.project }}",
                     "source": {
-                        "repoURL": settings.repo_url,
-                        "targetRevision": settings.revision,
-                        "path": "{{ .path.path }}/rendered",
-                        "directory": {"recurse": False},
+                        "repoURL": "{{ .spec.source.repoURL }}",
+                        "targetRevision": "{{ .spec.source.targetRevision }}",
+                        "path": "{{ .spec.source.path }}",
                     },
-                    "destination": {"namespace": "{{ .namespace }}"},
-                    "ignoreDifferences": IGNORE_DIFFERENCES,
-                    "syncPolicy": SYNC_POLICY,
+                    "destination": {"namespace": "{{ .spec.destination.namespace }}"},
                 },
             },
-            "templatePatch": DESTINATION_PATCH,
+            "templatePatch": TEMPLATE_PATCH,
         },
     }
 
 
-# The destination from cluster.yaml's argocd block: name or server, whichever the file gives (ApplicationSet
-# Template.md: templatePatch, Go templates only).
-DESTINATION_PATCH = """spec:
-  destination:
-    {{- if hasKey .argocd "name" }}
-    name: {{ .argocd.name | quote }}
-    {{- else }}
-    server: {{ .argocd.server | quote }}
-    {{- end }}
+# Maps and lists of the cluster's application.yaml: the destination (name or server, whichever the file gives),
+# the source's directory settings, the ignore rules and the sync policy.
+TEMPLATE_PATCH = """spec:
+  source:
+    directory: {{ toJson .spec.source.directory }}
+  destination: {{ toJson .spec.destination }}
+  ignoreDifferences: {{ toJson .spec.ignoreDifferences }}
+  syncPolicy: {{ toJson .spec.syncPolicy }}
 """
+
+
+def build_fleet_applicationset(settings: ArgoSettings, clusters: list[Cluster]) -> dict[str, Any]:
+    """The fleet's root (argocd/applicationset.yaml, applied to the management cluster's Argo CD): one Application
+    per clusters/*/application.yaml except the in-cluster ones, each excluded by name (argo-cd docs
+    Generators-Git.md, "Exclude files")."""
+    files: list[dict[str, Any]] = [{"path": "clusters/*/application.yaml"}]
+    files += [{"path": application_path(c.name), "exclude": True} for c in clusters if in_cluster(c)]
+    return build_applicationset(settings, "dask-platform", files, FLEET_PREFIX + "{{ .path.basename }}")
+
+
+def build_bootstrap_applicationset(settings: ArgoSettings, cluster: Cluster) -> dict[str, Any]:
+    """What `dask-platform bootstrap` applies in a cluster that runs its own Argo CD: its one application.yaml, as
+    an Application of the file's own name, kept up to date from git like the fleet's."""
+    files = [{"path": application_path(cluster.name)}]
+    return build_applicationset(settings, f"dask-platform-{cluster.name}", files, "{{ .metadata.name }}")
+
+
+def application_path(name: str) -> str:
+    return f"clusters/{name}/application.yaml"
+
 
 SOURCES = "pyproject.toml [tool.dask-platform.argocd] and clusters/"
 
@@ -191,16 +242,19 @@ def dump(obj: dict[str, Any]) -> str:
 def argocd_outputs(
     tree: RepoTree,
     clusters: list[Cluster],
-    objects: Iterable[dict[str, Any]],
+    objects_by_cluster: dict[str, list[dict[str, Any]]],
     possible: Iterable[dict[str, Any]],
 ) -> list[Output]:
-    """The Argo CD manifests for ``clusters`` (all of them) whose rendered objects are ``objects``; ``possible``:
-    objects a values change could add (their kinds are allowed too)."""
+    """The Argo CD manifests for ``clusters`` (all of them) whose rendered objects are ``objects_by_cluster``;
+    ``possible``: objects a values change could add (their kinds are allowed too)."""
     settings = load_settings(tree)
-    allowed = [*objects, *possible]
+    allowed = [o for c in clusters for o in objects_by_cluster[c.name]] + list(possible)
     outputs = [
         Output(tree.argocd_dir / "appproject.yaml", dump(build_appproject(settings, clusters, allowed))),
-        Output(tree.argocd_dir / "applicationset.yaml", dump(build_applicationset(settings))),
+        Output(tree.argocd_dir / "applicationset.yaml", dump(build_fleet_applicationset(settings, clusters))),
     ]
-    outputs += [Output(tree.application_file(c.name), dump(build_application(settings, c))) for c in clusters]
+    outputs += [
+        Output(tree.application_file(c.name), dump(build_application(settings, c, objects_by_cluster[c.name])))
+        for c in clusters
+    ]
     return outputs

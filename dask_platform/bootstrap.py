@@ -1,20 +1,27 @@
-"""Point a cluster's Argo CD at this repository: apply the AppProject and the cluster's Application
-(`dask-platform bootstrap`).
+"""Point an Argo CD at this repository (`dask-platform bootstrap`). Two routes, chosen by cluster.yaml ``argocd``:
 
     dask-platform bootstrap minikube --dry-run          # print what would be applied
-    dask-platform bootstrap minikube                    # server-side apply to the current kube context
-    dask-platform bootstrap aws-example --context eks-prod
+    dask-platform bootstrap minikube                    # a cluster that runs its own Argo CD (argocd.server:
+                                                        #   https://kubernetes.default.svc), current kube context
+    dask-platform bootstrap --fleet --context mgmt      # the fleet's Argo CD on a management cluster: every
+                                                        #   cluster registered there (argocd.name), e.g. aws-example
+    dask-platform jupyter-token aws-example --context eks-prod   # then, once per fleet cluster: Jupyter's token
 
-It applies the committed argocd/appproject.yaml and clusters/<name>/application.yaml, exactly as `dask-platform
-render` wrote them. Argo CD itself must already run in the cluster (its CRDs are checked first). The apply is
-server-side with a fixed field manager, so running it again changes nothing; from then on Argo CD syncs
-clusters/<name>/rendered/.
+In a cluster of its own it creates Jupyter's token Secret (once), then applies the committed argocd/appproject.yaml
+and an ApplicationSet that makes the cluster's Application from the committed clusters/<name>/application.yaml (so a
+later change of that file reaches Argo CD from git). For the fleet it applies argocd/appproject.yaml and
+argocd/applicationset.yaml as `dask-platform render` wrote them; the token Secret lives in each workload cluster,
+which the management cluster's credentials do not reach: `dask-platform jupyter-token`. A fleet cluster is refused
+without --fleet (an in-cluster Argo CD knows no cluster by that name), and an in-cluster one with it (in the fleet's
+Argo CD, https://kubernetes.default.svc is the management cluster). Argo CD itself must already run (its CRDs are
+checked first). The apply is server-side with a fixed field manager, so running it again changes nothing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from dask_platform.argocd import build_bootstrap_applicationset, in_cluster, load_settings
 from dask_platform.clusters import load_cluster
 from dask_platform.errors import UserError
 from dask_platform.repo import RepoTree
@@ -23,9 +30,26 @@ FIELD_MANAGER = "dask-platform-bootstrap"
 
 
 def bootstrap_objects(tree: RepoTree, name: str) -> list[dict[str, Any]]:
-    """The AppProject (covering every cluster) and this cluster's Application, in apply order."""
-    load_cluster(tree, name)  # a clear error for an unknown or broken cluster
-    return [tree.load_mapping(tree.argocd_dir / "appproject.yaml"), tree.load_mapping(tree.application_file(name))]
+    """For a cluster that runs its own Argo CD: the AppProject (covering every cluster) and the ApplicationSet that
+    makes this cluster's Application from its committed application.yaml, in apply order."""
+    cluster = load_cluster(tree, name)  # a clear error for an unknown or broken cluster
+    if not in_cluster(cluster):
+        raise UserError(
+            f"{name} is synced by the fleet's Argo CD (argocd: {cluster.settings['argocd']}): apply the fleet's "
+            "manifests to the management cluster with `dask-platform bootstrap --fleet --context CONTEXT`",
+            file=cluster.path,
+            key_path="argocd",
+        )
+    application = tree.load_mapping(tree.application_file(name))
+    if application.get("kind") != "Application":
+        raise UserError("expected the Application `dask-platform render` writes", file=tree.application_file(name))
+    appset = build_bootstrap_applicationset(load_settings(tree), cluster)
+    return [tree.load_mapping(tree.argocd_dir / "appproject.yaml"), appset]
+
+
+def fleet_objects(tree: RepoTree) -> list[dict[str, Any]]:
+    """For the fleet's Argo CD: the committed AppProject and root ApplicationSet, in apply order."""
+    return [tree.load_mapping(tree.argocd_dir / name) for name in ("appproject.yaml", "applicationset.yaml")]
 
 
 def server_side_apply(objects: list[dict[str, Any]], api_client: Any, dry_run: bool = False) -> list[str]:

@@ -6,7 +6,7 @@
     dask-platform values set TARGET K=V      one values change, validated, re-rendered
     dask-platform validate [--base REF]      every check a reviewer and CI run
     dask-platform plan CLUSTER               how to create the cluster (eksctl, gcloud, az, minikube)
-    dask-platform bootstrap CLUSTER          apply the AppProject and the cluster's Application
+    dask-platform bootstrap CLUSTER|--fleet  point a cluster's own Argo CD, or the fleet's, at this repository
     dask-platform submit JOB [OPTIONS]       run a job (scripts/submit.py is the same group)
     dask-platform doctor                     versions here, pinned, on a cluster and in the image
 
@@ -209,31 +209,47 @@ def cost(ctx: click.Context, cluster: str) -> None:
 
 
 @main.command()
-@click.argument("cluster")
+@click.argument("cluster", required=False)
+@click.option("--fleet", is_flag=True, help="Apply the fleet's AppProject and ApplicationSet (a management cluster).")
 @click.option("--dry-run", is_flag=True, help="Print the objects; touch nothing.")
 @click.option("--server-dry-run", is_flag=True, help="Send them to the API server with dryRun=All.")
 @click.option("--context", "kube_context", help="kubeconfig context (default: the current one).")
 @click.pass_context
 @report_user_errors
-def bootstrap(ctx: click.Context, cluster: str, dry_run: bool, server_dry_run: bool, kube_context: str | None) -> None:
-    """Create Jupyter's token Secret (once), then apply CLUSTER's AppProject and Application."""
+def bootstrap(
+    ctx: click.Context, cluster: str | None, fleet: bool, dry_run: bool, server_dry_run: bool, kube_context: str | None
+) -> None:
+    """CLUSTER runs its own Argo CD: create Jupyter's token Secret (once), apply the AppProject and the ApplicationSet
+    of CLUSTER's Application. --fleet: apply the fleet's AppProject and ApplicationSet to a management cluster."""
     import yaml
 
-    from dask_platform.bootstrap import bootstrap_objects, ensure_jupyter_token, server_side_apply
+    from dask_platform.bootstrap import bootstrap_objects, ensure_jupyter_token, fleet_objects, server_side_apply
 
+    if bool(cluster) == fleet:
+        raise click.UsageError("name one CLUSTER, or give --fleet")
     tree = tree_of(ctx)
-    objects = bootstrap_objects(tree, cluster)
+    objects = fleet_objects(tree) if fleet else bootstrap_objects(tree, cluster)
     if dry_run:
         click.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
         return
     api_client = kube_api(kube_context)
-    if not server_dry_run:
+    if cluster and not server_dry_run:
         namespace, name, key = token_secret_of(tree, cluster)
         token = ensure_jupyter_token(api_client, namespace, name, key)
         if token:
             click.echo(f"Secret {namespace}/{name}: created; JupyterLab's token (shown once): {token}")
     for line in server_side_apply(objects, api_client, dry_run=server_dry_run):
         click.echo(line)
+    if fleet:
+        for name in fleet_cluster_names(tree):
+            click.echo(f"then, with {name}'s own kube context: dask-platform jupyter-token {name} --context CONTEXT")
+
+
+def fleet_cluster_names(tree: RepoTree) -> list[str]:
+    from dask_platform.argocd import in_cluster
+    from dask_platform.clusters import load_clusters
+
+    return [c.name for c in load_clusters(tree, tree.cluster_names()) if not in_cluster(c)]
 
 
 @main.command("jupyter-token")

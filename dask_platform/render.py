@@ -110,7 +110,7 @@ def render_outputs(tree: RepoTree, names: list[str] | None = None, helm: Path | 
     chosen = render_clusters(tree, names, helm)
     fresh = {r.cluster.name for r in chosen}
     others = load_clusters(tree, [n for n in tree.cluster_names() if n not in fresh])
-    objects = [o for r in chosen for o in r.objects] + [o for c in others for o in committed_objects(tree, c.name)]
+    objects = {r.cluster.name: r.objects for r in chosen} | {c.name: committed_objects(tree, c.name) for c in others}
     clusters = sorted([r.cluster for r in chosen] + others, key=lambda c: c.name)
     possible = all_feature_objects(tree, helm or find_helm())
     return [r.output for r in chosen] + argocd_outputs(tree, clusters, objects, possible)

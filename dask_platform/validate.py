@@ -179,7 +179,7 @@ def check_drift(tree: RepoTree, rendered: dict[str, RenderedCluster], helm: Path
     rendered), values.schema.json and the files derived from the pins."""
     outputs: list[tuple[generated.AnyOutput, str]] = [(r.output, "render --all") for r in rendered.values()]
     if set(rendered) == set(tree.cluster_names()):
-        objects = [o for r in rendered.values() for o in r.objects]
+        objects = {name: r.objects for name, r in rendered.items()}
         clusters = [r.cluster for r in rendered.values()]
         possible = all_feature_objects(tree, helm)
         outputs += [(o, "render --all") for o in argocd_outputs(tree, clusters, objects, possible)]

@@ -21,7 +21,7 @@ from dask_platform.render import render_clusters
 from dask_platform.repo import RepoTree
 from dask_platform.values import build_values
 from tests.conftest import REPO
-from tests.support.argo import ARGO_MANAGER, apply_as, argo_sync_respecting, worker_deployment
+from tests.support.argo import ArgoApplication
 from tests.support.envtest import ControlPlane, start_control_plane
 
 REPO_ROOT, CHART_DIR = REPO.root, REPO.chart
@@ -268,46 +268,112 @@ def _replicas(api, namespace: str, name: str) -> int:
     return deployment.get(name=name, namespace=namespace).spec.replicas
 
 
-# --- switching a worker group to autoscaling ------------------------------------------------------------------
+# --- the documented values flows through a model of Argo CD's sync (tests/support/argo.py) ----------------------
 
 
-def test_switching_a_group_to_autoscaling_keeps_its_running_replicas(api, scratch: RepoTree, helm):
-    """4 workers, KEDA's HPA scales them to 6, then a values PR turns autoscaling on: the sync keeps 6. The two
-    mechanisms, each shown to matter: the chart keeps rendering spec.replicas (without it a plain server-side apply
-    drops the field and the Deployment falls to 1), and the Applications ignore /spec/replicas and respect that at
-    sync (without it a sync would reset KEDA's count to the rendered one)."""
+def run_cli(tree: RepoTree, *args: str) -> None:
+    from click.testing import CliRunner
+
+    from dask_platform.cli import main as cli
+
+    result = CliRunner().invoke(cli, ["--repo", str(tree.root), *args])
+    assert result.exit_code == 0, result.output
+
+
+def values_set(tree: RepoTree, *assignments: str) -> None:
+    """`dask-platform values set minikube ...` then `dask-platform render --all`, as a person runs them."""
+    run_cli(tree, "values", "set", "minikube", *assignments)
+    run_cli(tree, "render", "--all")
+
+
+@pytest.fixture
+def flows(api, scratch: RepoTree) -> RepoTree:
+    """A scratch repository whose minikube cluster renders into its own namespace, emptied afterwards."""
+    path = scratch.cluster_file("minikube")
+    doc = yaml.safe_load(path.read_text())
+    doc["namespace"] = "flows"
+    path.write_text(yaml.safe_dump(doc))
+    run_cli(scratch, "render", "--all")
+    yield scratch
+
+
+def test_values_flows_through_argo_cds_sync(api, flows: RepoTree):
+    """The documented flows, each a `values set` -> `render --all` -> Argo CD sync (modelled, on the real server):
+    a worker count reaches the cluster; switching the group to autoscaling keeps the count KEDA's HPA set and later
+    syncs keep KEDA's; switching back restores the values' count. Before, every Deployment's replicas were
+    ignored, so the first flow kept the old count forever."""
     from kubernetes import client
 
-    namespace = "switch"
-    ensure_namespace(api, namespace)
-    fixed = worker_deployment(scratch, helm, "minikube", {"replicas": 4}, namespace)
-    scaled = worker_deployment(scratch, helm, "minikube", {"replicas": 4, "autoscaling": {"enabled": True}}, namespace)
-    assert scaled["spec"]["replicas"] == 4
-    application = yaml.safe_load(REPO.application_file("minikube").read_text())
-    name = fixed["metadata"]["name"]
+    argo = ArgoApplication(api)
     apps = client.AppsV1Api(api)
+    name, namespace = "dask-worker-default", "flows"
+
+    def sync() -> None:
+        application = yaml.safe_load(flows.application_file("minikube").read_text())
+        objects, _ = served(api, load_tree_rendered(flows, "minikube"))
+        argo.sync(application, objects)
 
     def hpa_scales_to(n: int) -> None:  # what KEDA's HPA does: the scale subresource, as the controller manager
         apps.patch_namespaced_deployment_scale(
             name, namespace, {"spec": {"replicas": n}}, field_manager="kube-controller-manager"
         )
 
-    apply_as(api, fixed, ARGO_MANAGER)
-    hpa_scales_to(6)
-    argo_sync_respecting(api, scaled, application)
-    assert _replicas(api, namespace, name) == 6  # the switch keeps what runs
-    hpa_scales_to(7)
-    argo_sync_respecting(api, scaled, application)
-    assert _replicas(api, namespace, name) == 7  # and later syncs keep KEDA's count
+    sync()
+    assert _replicas(api, namespace, name) == 2  # values/minikube.yaml
+    values_set(flows, "dask.workerGroups.default.replicas=6")
+    sync()
+    assert _replicas(api, namespace, name) == 6
 
-    # Without RespectIgnoreDifferences: the rendered count comes back, but never a drop to 1.
-    apply_as(api, scaled, ARGO_MANAGER)
-    assert _replicas(api, namespace, name) == 4
-    # What the chart did before (spec.replicas omitted once autoscaling is on): the field is dropped, 1 replica.
-    apply_as(api, fixed, ARGO_MANAGER)
-    omitted = {**scaled, "spec": {k: v for k, v in scaled["spec"].items() if k != "replicas"}}
-    apply_as(api, omitted, ARGO_MANAGER)
-    assert _replicas(api, namespace, name) == 1
+    hpa_scales_to(5)  # e.g. someone scaled by hand: the next sync puts the values' count back (selfHeal)
+    sync()
+    assert _replicas(api, namespace, name) == 6
+
+    values_set(flows, "dask.workerGroups.default.autoscaling.enabled=true")
+    application = yaml.safe_load(flows.application_file("minikube").read_text())
+    assert [r["name"] for r in application["spec"]["ignoreDifferences"]] == [name]
+    hpa_scales_to(7)  # KEDA's HPA, once the ScaledObject exists
+    sync()
+    assert _replicas(api, namespace, name) == 7  # the switch keeps what runs
+    hpa_scales_to(3)
+    sync()
+    assert _replicas(api, namespace, name) == 3  # and later syncs keep KEDA's count
+
+    values_set(flows, "dask.workerGroups.default.autoscaling.enabled=false")
+    sync()
+    assert _replicas(api, namespace, name) == 6  # back to the values' count
+    assert argo.delete_application()
+    assert live_objects(api, {("apps/v1", "Deployment")}, namespace) == set()
+
+
+def test_jupyters_home_outlives_prune_and_application_deletion(api, flows: RepoTree):
+    """The home volume's claim (persistence on, as every cloud example has it) is neither pruned when persistence is
+    turned off nor deleted with the Application: the users' notebooks are on it."""
+    argo = ArgoApplication(api)
+    claims = {("v1", "PersistentVolumeClaim")}
+
+    def sync() -> list[str]:
+        application = yaml.safe_load(flows.application_file("minikube").read_text())
+        objects, _ = served(api, load_tree_rendered(flows, "minikube"))
+        return argo.sync(application, objects)
+
+    values_set(flows, "jupyter.persistence.enabled=true")
+    sync()
+    assert live_objects(api, claims, "flows") == {"PersistentVolumeClaim/dask-jupyter"}
+    values_set(flows, "jupyter.persistence.enabled=false")
+    assert "PersistentVolumeClaim/dask-jupyter" not in sync()
+    assert live_objects(api, claims, "flows") == {"PersistentVolumeClaim/dask-jupyter"}
+    values_set(flows, "jupyter.persistence.enabled=true")
+    sync()
+    deleted = argo.delete_application()
+    assert "Deployment/dask-jupyter" in deleted and "PersistentVolumeClaim/dask-jupyter" not in deleted
+    assert live_objects(api, claims, "flows") == {"PersistentVolumeClaim/dask-jupyter"}
+    dynamic(api).resources.get(api_version="v1", kind="PersistentVolumeClaim").delete(
+        name="dask-jupyter", namespace="flows"
+    )
+
+
+def load_tree_rendered(tree: RepoTree, name: str) -> list[dict[str, Any]]:
+    return [yaml.safe_load(p.read_text()) for p in sorted(tree.rendered_dir(name).glob("*.yaml"))]
 
 
 # --- RBAC -----------------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import re
 from pathlib import Path
@@ -11,10 +12,10 @@ import pytest
 import yaml
 
 from dask_platform import generated
-from dask_platform.argocd import argocd_outputs, load_settings
+from dask_platform.argocd import IN_CLUSTER, argocd_outputs, load_settings
 from dask_platform.clusters import load_cluster
 from dask_platform.crdschema import SchemaToolMissing, validate_custom
-from dask_platform.render import all_feature_objects
+from dask_platform.render import all_feature_objects, render_clusters
 from tests.conftest import REPO
 
 SETTINGS = load_settings(REPO)
@@ -56,7 +57,7 @@ def test_crd_validation_catches_a_bad_manifest():
 @pytest.mark.helm
 def test_committed_argo_manifests_are_generated(rendered, helm):
     clusters = [r.cluster for r in rendered.values()]
-    objects = [o for r in rendered.values() for o in r.objects]
+    objects = {name: r.objects for name, r in rendered.items()}
     outputs = argocd_outputs(REPO, clusters, objects, all_feature_objects(REPO, helm))
     assert {o.path for o in outputs} == set(argo_objects())
     for output in outputs:
@@ -80,17 +81,28 @@ def test_application_points_at_the_clusters_rendered_manifests(name: str):
     assert policy["retry"]["backoff"]["factor"] > 1
 
 
-def test_applicationset_generates_one_application_per_cluster():
+def fleet_files(appset: dict) -> list[str]:
+    """The files the ApplicationSet's git files generator matches: the include globs less the excluded paths."""
+    entries = appset["spec"]["generators"][0]["git"]["files"]
+    files = [p.relative_to(REPO.root).as_posix() for p in REPO.root.glob("clusters/*/*.yaml")]
+    included = {f for f in files for e in entries if not e.get("exclude") and fnmatch.fnmatch(f, e["path"])}
+    return sorted(f for f in included if not any(e.get("exclude") and fnmatch.fnmatch(f, e["path"]) for e in entries))
+
+
+def test_fleet_generates_every_cluster_but_those_with_their_own_argo_cd():
+    """The fleet's Argo CD runs on a management cluster, where https://kubernetes.default.svc is that cluster: a
+    cluster whose Argo CD runs inside it (bootstrap route) must not be generated there."""
     appset = yaml.safe_load((REPO.argocd_dir / "applicationset.yaml").read_text())
     generator = appset["spec"]["generators"][0]["git"]
     assert (generator["repoURL"], generator["revision"]) == (SETTINGS.repo_url, SETTINGS.revision)
-    pattern = generator["files"][0]["path"]
-    files = [p.relative_to(REPO.root).as_posix() for p in REPO.root.glob("clusters/*/*.yaml")]
-    matched = sorted(f for f in files if fnmatch.fnmatch(f, pattern))
-    assert matched == [f"clusters/{n}/cluster.yaml" for n in REPO.cluster_names()]
-    template_path = appset["spec"]["template"]["spec"]["source"]["path"]
-    for f in matched:  # {{ .path.path }} is the folder of the matched file
-        assert (REPO.root / template_path.replace("{{ .path.path }}", str(Path(f).parent))).is_dir()
+    own = [n for n in REPO.cluster_names() if load_cluster(REPO, n).settings["argocd"].get("server") == IN_CLUSTER]
+    assert own == ["minikube"]
+    expected = [f"clusters/{n}/application.yaml" for n in REPO.cluster_names() if n not in own]
+    assert fleet_files(appset) == expected
+    for f in expected:
+        app = appset_application(appset, REPO.root / f)
+        assert app["spec"]["destination"].get("server") != IN_CLUSTER
+        assert (REPO.root / app["spec"]["source"]["path"]).is_dir()
 
 
 def test_appproject_allows_exactly_what_the_clusters_need():
@@ -150,58 +162,133 @@ def test_setup_objects_sync_before_workloads():
         assert (wave < 0) == (obj["kind"] in early), path
 
 
-@pytest.mark.parametrize("name", REPO.cluster_names())
-def test_bootstrap_applies_exactly_the_committed_manifests(name: str):
+def test_bootstrap_applies_what_makes_exactly_the_committed_application():
+    """bootstrap (a cluster with its own Argo CD) applies the committed AppProject and an ApplicationSet whose one
+    Application is the committed application.yaml, field for field: later changes of that file arrive from git."""
     from click.testing import CliRunner
 
     from dask_platform.cli import main as cli
 
-    result = CliRunner().invoke(cli, ["bootstrap", name, "--dry-run"])
+    result = CliRunner().invoke(cli, ["bootstrap", "minikube", "--dry-run"])
     assert result.exit_code == 0, result.output
-    objects = list(yaml.safe_load_all(result.output))
-    assert objects[0] == yaml.safe_load((REPO.argocd_dir / "appproject.yaml").read_text())
-    assert objects[1] == yaml.safe_load(REPO.application_file(name).read_text())
+    project, appset = yaml.safe_load_all(result.output)
+    assert project == yaml.safe_load((REPO.argocd_dir / "appproject.yaml").read_text())
+    assert fleet_files(appset) == ["clusters/minikube/application.yaml"]
+    committed = yaml.safe_load(REPO.application_file("minikube").read_text())
+    generated = appset_application(appset, REPO.application_file("minikube"))
+    assert generated["metadata"]["name"] == committed["metadata"]["name"]
+    assert generated["spec"] == committed["spec"]
 
 
-def appset_application(appset: dict, cluster_file: Path) -> dict:
-    """What the ApplicationSet's git files generator makes of one cluster.yaml: the template's `{{ .path.* }}` and
-    `{{ .namespace }}` fields, then the templatePatch's destination (its if/else on `.argocd`), evaluated here for
-    exactly the forms our template uses (anything else fails the test)."""
-    data = yaml.safe_load(cluster_file.read_text())
-    folder = cluster_file.parent.relative_to(REPO.root).as_posix()
-    fields = {"{{ .path.basename }}": cluster_file.parent.name, "{{ .path.path }}": folder}
-    fields["{{ .namespace }}"] = data["namespace"]
-    text = yaml.safe_dump(appset["spec"]["template"])
-    for placeholder, value in fields.items():
-        text = text.replace(placeholder, value)
-    assert "{{" not in text, text
-    app = yaml.safe_load(text)
-    patch = appset["spec"]["templatePatch"]
-    chosen = "name" if "name" in data["argocd"] else "server"
-    branch = re.search(r'if hasKey \.argocd "name" }}\n(.*?)\n.*?else }}\n(.*?)\n', patch, flags=re.S)
-    line = branch.group(1) if chosen == "name" else branch.group(2)
-    key, template = line.strip().split(": ", 1)
-    assert key == chosen and template == f"{{{{ .argocd.{chosen} | quote }}}}", line
-    app["spec"]["destination"][key] = data["argocd"][chosen]
+def test_bootstrap_refuses_a_fleet_cluster_and_fleet_applies_the_committed_root():
+    from click.testing import CliRunner
+
+    from dask_platform.cli import main as cli
+
+    refused = CliRunner().invoke(cli, ["bootstrap", "aws-example", "--dry-run"])
+    assert refused.exit_code == 2
+    assert "aws-example is synced by the fleet's Argo CD" in refused.output
+    assert "bootstrap --fleet" in refused.output
+    fleet = CliRunner().invoke(cli, ["bootstrap", "--fleet", "--dry-run"])
+    assert fleet.exit_code == 0, fleet.output
+    assert list(yaml.safe_load_all(fleet.output)) == [
+        yaml.safe_load((REPO.argocd_dir / name).read_text()) for name in ("appproject.yaml", "applicationset.yaml")
+    ]
+    assert CliRunner().invoke(cli, ["bootstrap", "--dry-run"]).exit_code == 2
+
+
+TEMPLATE_FIELD = re.compile(r"\{\{ ?(toJson )?(\.[\w.]+|index \.[\w.]+ \"[^\"]+\") ?\}\}")
+
+
+def go_field(data: dict, expression: str):
+    """One field of the generator's parameters: `.a.b` or `index .a.b "key"` (all our templates use)."""
+    key = None
+    if expression.startswith("index "):
+        expression, key = expression[len("index ") :].split(" ", 1)
+        key = key.strip('"')
+    value = data
+    for part in expression.strip(".").split("."):
+        value = value[part]  # missingkey=error: a KeyError fails the test
+    return value[key] if key else value
+
+
+def appset_application(appset: dict, application_file: Path) -> dict:
+    """What the ApplicationSet's git files generator makes of one application.yaml: the template's and the
+    templatePatch's fields filled from the file (`.path.*` from its folder), the patch merged over the template;
+    any template form other than those go_field knows fails the test."""
+    data = yaml.safe_load(application_file.read_text())
+    folder = application_file.parent.relative_to(REPO.root)
+    data["path"] = {"basename": folder.name, "path": folder.as_posix()}
+
+    def fill(text: str) -> str:
+        def one(match: re.Match) -> str:
+            value = go_field(data, match.group(2))
+            return json.dumps(value) if match.group(1) else str(value)
+
+        filled = TEMPLATE_FIELD.sub(one, text)
+        assert "{{" not in filled, filled
+        return filled
+
+    app = yaml.safe_load(fill(yaml.safe_dump(appset["spec"]["template"])))
+    patch = yaml.safe_load(fill(appset["spec"]["templatePatch"]))
+    for key, value in patch["spec"].items():
+        if isinstance(value, dict) and isinstance(app["spec"].get(key), dict):
+            app["spec"][key] = {**app["spec"][key], **value}
+        else:
+            app["spec"][key] = value
     return app
 
 
 def test_applications_have_distinct_names_and_destinations_in_both_routes():
-    """The ApplicationSet (one Argo CD for the fleet) and bootstrap's per-cluster Application must not overwrite
-    each other, and no two clusters may be sent to the same place."""
+    """The fleet's Applications and the bootstrap route's must not overwrite each other, no two clusters may be sent
+    to the same place, and a fleet Application is its committed application.yaml under another name."""
     appset = yaml.safe_load((REPO.argocd_dir / "applicationset.yaml").read_text())
-    generated = [appset_application(appset, REPO.cluster_file(n)) for n in REPO.cluster_names()]
-    bootstrapped = [yaml.safe_load(REPO.application_file(n).read_text()) for n in REPO.cluster_names()]
-    names = [a["metadata"]["name"] for a in generated + bootstrapped]
-    assert len(set(names)) == len(names) == 2 * len(REPO.cluster_names()), names
-    for apps in (generated, bootstrapped):
-        destinations = [tuple(sorted(a["spec"]["destination"].items())) for a in apps]
-        assert len(set(destinations)) == len(destinations), destinations
-        for app in apps:
-            assert len({"name", "server"} & set(app["spec"]["destination"])) == 1  # Argo CD refuses both
-    for gen, boot in zip(generated, bootstrapped, strict=True):
-        assert gen["spec"]["destination"] == boot["spec"]["destination"]
-        assert gen["spec"]["source"] == boot["spec"]["source"]
+    generated = [appset_application(appset, REPO.root / f) for f in fleet_files(appset)]
+    committed = [yaml.safe_load(REPO.application_file(n).read_text()) for n in REPO.cluster_names()]
+    names = [a["metadata"]["name"] for a in generated + committed]
+    assert len(set(names)) == len(names), names
+    destinations = [tuple(sorted(a["spec"]["destination"].items())) for a in committed]
+    assert len(set(destinations)) == len(destinations), destinations
+    for app in generated + committed:
+        assert len({"name", "server"} & set(app["spec"]["destination"])) == 1  # Argo CD refuses both
+    by_cluster = {a["metadata"]["labels"]["dask-platform/cluster"]: a for a in committed}
+    for gen in generated:
+        assert gen["spec"] == by_cluster[gen["metadata"]["labels"]["dask-platform/cluster"]]["spec"]
+
+
+@pytest.mark.helm
+def test_only_autoscaled_deployments_keep_their_live_replicas(scratch, helm):
+    """Argo CD ignores /spec/replicas of exactly the Deployments a ScaledObject scales, by name, and the chart
+    renders no count for them; every other Deployment's count is the values' (it used to be ignored everywhere)."""
+    from dask_platform.argocd import argocd_outputs
+
+    for name in REPO.cluster_names():
+        app = yaml.safe_load(REPO.application_file(name).read_text())
+        scaled = {
+            yaml.safe_load(p.read_text())["spec"]["scaleTargetRef"]["name"]
+            for p in REPO.rendered_dir(name).glob("scaledobject-*.yaml")
+        }
+        assert {r["name"] for r in app["spec"]["ignoreDifferences"]} == scaled
+    path = scratch.cluster_file("gcp-example")
+    doc = yaml.safe_load(path.read_text())
+    doc["values"]["dask"]["workerGroups"] = {"default": {"autoscaling": {"enabled": True}}, "gpu": {"enabled": True}}
+    path.write_text(yaml.safe_dump(doc))
+    [r] = render_clusters(scratch, ["gcp-example"], helm)
+    deployments = {o["metadata"]["name"]: o for o in r.objects if o["kind"] == "Deployment"}
+    assert "replicas" not in deployments["dask-worker-default"]["spec"]
+    assert deployments["dask-worker-gpu"]["spec"]["replicas"] == 1
+    assert deployments["dask-scheduler"]["spec"]["replicas"] == 1
+    outputs = argocd_outputs(scratch, [r.cluster], {"gcp-example": r.objects}, [])
+    [application] = [yaml.safe_load(o.text) for o in outputs if o.path.name == "application.yaml"]
+    assert application["spec"]["ignoreDifferences"] == [
+        {
+            "group": "apps",
+            "kind": "Deployment",
+            "name": "dask-worker-default",
+            "namespace": "dask",
+            "jsonPointers": ["/spec/replicas"],
+        }
+    ]
 
 
 @pytest.mark.parametrize(

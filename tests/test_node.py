@@ -357,21 +357,24 @@ def test_a_group_at_zero_wakes_when_a_job_arrives(node: Node, release, tree, tmp
 
 def test_switching_to_autoscaling_keeps_the_running_workers(node: Node, release, tree, helm):
     """KEDA's HPA has 3 workers running; a values PR turns autoscaling on and Argo CD syncs the new Deployment:
-    the 3 keep running (the chart still renders spec.replicas, the Application ignores it and respects that)."""
+    the 3 keep running (the chart renders no count for the group, and the new Application ignores its
+    /spec/replicas by name and respects that at sync: tests/support/argo.py models it)."""
     from kubernetes import client
 
     from dask_platform.argocd import build_application, load_settings
     from dask_platform.clusters import load_cluster
-    from tests.support.argo import argo_sync_respecting, worker_deployment
+    from tests.support.argo import ARGO_MANAGER, apply_as, get_live, named, render_with_workers, respect_ignored
 
     apps = client.AppsV1Api(node.api())
     path = tree.cluster_file("node")
     original = path.read_text()
     try:
-        scaled = worker_deployment(tree, helm, "node", {"autoscaling": {"enabled": True, "maxReplicas": 4}})
-        application = build_application(load_settings(tree), load_cluster(tree, "node"))
+        objects = render_with_workers(tree, helm, "node", {"autoscaling": {"enabled": True, "maxReplicas": 4}})
+        application = build_application(load_settings(tree), load_cluster(tree, "node"), objects)
     finally:
         path.write_text(original)
+    scaled = named(objects, "Deployment", "dask-worker-default")
+    assert "replicas" not in scaled["spec"]
     patch = {"spec": {"replicas": 3}}
     try:
         apps.patch_namespaced_deployment_scale(
@@ -379,7 +382,8 @@ def test_switching_to_autoscaling_keeps_the_running_workers(node: Node, release,
         )
         wait_until(lambda: all_ready(node, 5), 180, "three workers Ready")
         running = {p.metadata.name for p in pods(node, "worker")}
-        argo_sync_respecting(node.api(), scaled, application)
+        rules = application["spec"]["ignoreDifferences"]
+        apply_as(node.api(), respect_ignored(scaled, get_live(node.api(), scaled), rules), ARGO_MANAGER)
         time.sleep(10)
         assert apps.read_namespaced_deployment("dask-worker-default", NAMESPACE).spec.replicas == 3
         assert {p.metadata.name for p in pods(node, "worker")} == running  # nothing restarted or removed

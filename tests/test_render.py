@@ -265,3 +265,35 @@ def test_bad_input_is_one_clear_line_and_exit_2(scratch: RepoTree, edit, expecte
 def test_no_cluster_named_is_a_usage_error():
     result = CliRunner().invoke(cli, ["render"])
     assert result.exit_code == 2 and "--all" in result.output
+
+
+def readme_cells(label: str) -> dict[str, str]:
+    """One row of the README's per-cloud table, by cloud (the header's column order)."""
+    lines = (REPO.root / "README.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| | AWS (EKS) |"))
+    clouds = [cell.split()[0].lower() for cell in header.strip("|").split("|")[1:]]  # aws, gcp, azure, minikube
+    row = next(line for line in lines if line.startswith(f"| {label} |"))
+    return dict(zip(clouds, [c.strip() for c in row.strip("|").split("|")[1:]], strict=True))
+
+
+def test_jupyters_home_is_a_kept_disk_on_every_cloud_example_as_the_readme_says(rendered, clouds_by_cluster):
+    """Notebooks outlive image changes, reimages and drains on the cloud examples: a claim that Argo CD neither prunes
+    nor deletes, in the class the README's table names (its first `code` word; emptyDir where there is none)."""
+    cells = readme_cells("Jupyter home volume")
+    for name, r in rendered.items():
+        cloud = clouds_by_cluster[name]
+        claims = objects_of(r, "PersistentVolumeClaim")
+        volume = next(
+            v for v in objects_of(r, "Deployment")["dask-jupyter"]["spec"]["template"]["spec"]["volumes"]
+            if v["name"].startswith("home")
+        )  # fmt: skip
+        named = re.search(r"`([^`]+)`", cells[cloud]).group(1)
+        if cloud == "minikube":
+            assert not claims and "emptyDir" in volume and named == "emptyDir"
+            continue
+        claim = claims["dask-jupyter"]
+        assert volume["persistentVolumeClaim"]["claimName"] == "dask-jupyter"
+        assert claim["spec"]["storageClassName"] == named, (name, cells[cloud])
+        options = claim["metadata"]["annotations"]["argocd.argoproj.io/sync-options"].split(",")
+        assert set(options) == {"Prune=false", "Delete=false"}
+        assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"

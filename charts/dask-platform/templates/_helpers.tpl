@@ -90,6 +90,18 @@ automountServiceAccountToken: {{ .automountToken }}
 {{- end }}
 
 {{- /*
+dp.identityChecksum: a pod-template annotation that changes with the ServiceAccount's annotations, so a new cloud
+identity (an IRSA role ARN, an Azure client id, a GKE service account) rolls the pods that use it. The IRSA and Azure
+Workload Identity webhooks inject their environment and token volume at pod admission only
+(aws/amazon-eks-pod-identity-webhook pkg/handler/handler.go: MutatePod; Azure/azure-workload-identity
+pkg/webhook/webhook.go: the mutating webhook on pod CREATE), so a running pod keeps the identity it started with.
+Args: annotations (the ServiceAccount's).
+*/ -}}
+{{- define "dp.identityChecksum" -}}
+dask-platform/identity-checksum: {{ toJson (.annotations | default dict) | sha256sum | trunc 16 | quote }}
+{{- end }}
+
+{{- /*
 dp.image: "repository:tag" of the platform image (Dask, the jobs package, JupyterLab), from global.image.
 Takes the root context.
 */ -}}
