@@ -155,6 +155,7 @@ def test_setup_objects_sync_before_workloads():
         "ClusterRole",
         "ClusterRoleBinding",
         "PriorityClass",
+        "StorageClass",
     }  # not PersistentVolumeClaim: it syncs with its pod (see test_day2.py)
     for path in CLUSTERS_DIR.glob("*/rendered/*.yaml"):
         obj = yaml.safe_load(path.read_text())
