@@ -297,3 +297,20 @@ def test_jupyters_home_is_a_kept_disk_on_every_cloud_example_as_the_readme_says(
         options = claim["metadata"]["annotations"]["argocd.argoproj.io/sync-options"].split(",")
         assert set(options) == {"Prune=false", "Delete=false"}
         assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+# kubernetes/minikube pkg/minikube/constants/constants.go: APIServerPort = 8443.
+MINIKUBE_API_SERVER_PORT = 8443
+
+
+def test_jupyter_reaches_the_api_server_where_it_listens(rendered, clouds_by_cluster):
+    """Jupyter may read pods (its Role): its NetworkPolicy lets it reach the API server on the port the server listens
+    on, which Calico and the other enforcers match after the `kubernetes` Service's DNAT; on minikube that is 8443."""
+    for name, r in rendered.items():
+        assert "dask-jupyter" in objects_of(r, "Role")
+        egress = objects_of(r, "NetworkPolicy")["dask-jupyter"]["spec"]["egress"]
+        open_ports = {p["port"] for rule in egress if "to" not in rule for p in rule["ports"]}
+        wanted = set(r.values.effective["global"]["networkPolicy"]["apiServerPorts"])
+        assert wanted <= open_ports, (name, wanted, open_ports)
+        if clouds_by_cluster[name] == "minikube":
+            assert MINIKUBE_API_SERVER_PORT in wanted
