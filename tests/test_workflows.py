@@ -66,8 +66,8 @@ def test_the_image_workflow_promotes_only_checked_commits_of_main():
     workflow = load(IMAGE_WORKFLOW)
     jobs = workflow["jobs"]
     promote = jobs["promote"]
-    assert promote["needs"] == "build" and "always()" not in promote.get("if", "")
-    assert promote["if"] == jobs["build"]["if"] == "github.ref == 'refs/heads/main'"
+    assert jobs["build"]["if"] == "github.ref == 'refs/heads/main'"
+    assert promote["needs"] == "build" and promote["if"] == "${{ !cancelled() && github.ref == 'refs/heads/main' }}"
     assert workflow["concurrency"]["cancel-in-progress"] is False  # queued in push order, never cut mid-push
     assert promote["permissions"] == {"contents": "write", "packages": "read"}
     assert [job["permissions"].get("contents") for name, job in jobs.items() if name != "promote"] == ["read"]
@@ -78,6 +78,7 @@ def test_the_image_workflow_promotes_only_checked_commits_of_main():
     [push_line] = [line for line in runs[push].splitlines() if line.strip().startswith("git ") and " push " in line]
     assert not re.search(r"\s(--force\S*|-f)\s", push_line) and "+$GITHUB_SHA" not in push_line, "fast-forward only"
     assert "dask-platform images show | jq -r .deploy_branch" in runs[push], "the branch comes from pyproject.toml"
+    assert "set -o pipefail" in runs[check] or workflow["defaults"]["run"]["shell"] == "bash"
     assert '"$GITHUB_SHA:refs/heads/$branch"' in runs[push]
     logins = [s for s in promote["steps"] if s.get("uses", "").startswith("docker/login-action@")]
     assert logins, "log in to the registry so a private image is told from a missing one"
