@@ -96,3 +96,25 @@ def test_piped_steps_fail_when_their_command_fails():
                 piped = "run" in step and re.search(r"(?<!\|)\|(?!\|)", step["run"])
                 if piped:
                     assert step.get("shell", job_default) == "bash", f"{path.name}: {name}: {step['run'][:60]}"
+
+
+def test_workflows_set_up_the_pinned_python_and_helm():
+    """Two places each: [tool.dask-platform] python and the bundled helm version are the pins; the workflows'
+    setup steps must name the same versions (CI would otherwise test on another Python or helm than the image and
+    scripts/dev use)."""
+    from dask_platform.environment import load_environment
+    from dask_platform.helmbin import BUNDLED
+
+    python, helm = load_environment(REPO).python, BUNDLED.helm_version
+    seen = {"python": 0, "helm": 0}
+    for path in WORKFLOWS:
+        for job in load(path)["jobs"].values():
+            for step in job.get("steps", []):
+                uses = step.get("uses", "")
+                if uses.startswith("actions/setup-python@"):
+                    assert step["with"]["python-version"] == python, path.name
+                    seen["python"] += 1
+                if uses.startswith("azure/setup-helm@"):
+                    assert step["with"]["version"] == f"v{helm}", path.name
+                    seen["helm"] += 1
+    assert seen["python"] >= 3 and seen["helm"] >= 2
