@@ -3,6 +3,7 @@
     dask-platform render --all [--check]     clusters/*/rendered/ and the Argo CD manifests
     dask-platform schema [--check]           the chart's values.schema.json
     dask-platform versions show|sync|check   what derives from the pins in pyproject.toml
+    dask-platform images show|check          the images the clusters pull; the deploy branch's gate
     dask-platform values set TARGET K=V      one values change, validated, re-rendered
     dask-platform validate [--base REF]      every check a reviewer and CI run
     dask-platform plan CLUSTER               how to create the cluster (eksctl, gcloud, az, minikube)
@@ -120,6 +121,41 @@ def check(ctx: click.Context) -> None:
     from dask_platform.environment import version_outputs
 
     _sync(version_outputs(tree_of(ctx)), True, "versions sync")
+
+
+@main.group()
+def images() -> None:
+    """The images the rendered clusters pull; the check that gates the deploy branch Argo CD syncs."""
+
+
+@images.command("show")
+@click.pass_context
+@report_user_errors
+def images_show(ctx: click.Context) -> None:
+    """Print the deploy branch and every image clusters/*/rendered pulls (and whether anonymously) as JSON."""
+    from dask_platform.images import deploy_branch, rendered_pulls
+
+    tree = tree_of(ctx)
+    pulls = [asdict(p) for p in rendered_pulls(tree)]
+    click.echo(json.dumps({"deploy_branch": deploy_branch(tree), "pulls": pulls}, indent=2))
+
+
+@images.command("check")
+@click.pass_context
+@report_user_errors
+def images_check(ctx: click.Context) -> None:
+    """Exit 1 naming each rendered image that cannot be pulled the way its pods pull it (docker manifest inspect)."""
+    from dask_platform.environment import load_environment
+    from dask_platform.images import docker_probe, pull_problems, rendered_pulls
+
+    tree = tree_of(ctx)
+    pulls = rendered_pulls(tree)
+    problems = pull_problems(pulls, docker_probe, load_environment(tree).image_repository)
+    for problem in problems:
+        click.echo(problem, err=True)
+    if problems:
+        raise SystemExit(1)
+    click.echo(f"every rendered image can be pulled as its pods pull it: {len(pulls)} checked")
 
 
 def _sync(outputs: list[generated.AnyOutput], check: bool, command: str) -> None:

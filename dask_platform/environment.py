@@ -56,11 +56,31 @@ def _pin(requirement: str, source: Path) -> tuple[str, str]:
     return match.group(1).lower(), match.group(3)
 
 
+# What docker/Dockerfile builds the image from, as paths from the repository root, in the order the tag's <build>
+# hashes them (each pattern's files sorted). The one list: image_inputs reads it, and the tests check that the
+# Dockerfile copies nothing else and that the image workflow's trigger (.github/workflows/image.yml) never leaves a
+# file out. The globs mean the same to pathlib and to GitHub's path filters: `*` stays within a folder, `**/` spans
+# any number of folders, none included (GitHub's filter pattern cheat sheet: `docs/**/*.md` matches
+# `docs/README.md`; https://docs.github.com/en/actions/writing-workflows/workflow-syntax-for-github-actions).
+IMAGE_INPUT_PATTERNS = (
+    "docker/Dockerfile",
+    "docker/dask.yaml",
+    "requirements/image.txt",
+    "requirements/image-gpu.txt",
+    "jobs/**/*.py",
+)
+
+
 def image_inputs(tree: RepoTree) -> list[Path]:
-    """Everything docker/Dockerfile builds the image from: the Dockerfile, its Dask configuration, the image locks
-    and the jobs package."""
-    locks = [tree.image_lock, tree.root / "requirements" / "image-gpu.txt"]
-    return [tree.dockerfile, tree.dask_config, *locks, *sorted(tree.jobs_dir.rglob("*.py"))]
+    """Every file IMAGE_INPUT_PATTERNS matches: the Dockerfile, its Dask configuration, the image locks and the
+    jobs package. A pattern that matches nothing is an error (a renamed input would silently leave the hash)."""
+    files = []
+    for pattern in IMAGE_INPUT_PATTERNS:
+        matched = sorted(p for p in tree.root.glob(pattern) if p.is_file())
+        if not matched:
+            raise UserError(f"no file matches the image input {pattern!r} (IMAGE_INPUT_PATTERNS)", file=tree.root)
+        files += matched
+    return files
 
 
 def build_id(tree: RepoTree) -> str:

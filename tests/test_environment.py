@@ -71,6 +71,33 @@ def test_every_image_build_has_its_own_tag(scratch):
         assert after != before and after.startswith(f"{ENV.dask}-py{ENV.python}-"), path
 
 
+def test_the_image_hashes_every_file_the_dockerfile_copies():
+    """IMAGE_INPUT_PATTERNS is the one list of what the image is built from: every file a COPY of docker/Dockerfile
+    takes from the build context (tracked files under a copied folder) is an input, so no change reaches an image
+    under an old tag."""
+    from dask_platform.environment import image_inputs
+    from tests.support.scratch import tracked_files
+
+    tracked = tracked_files(REPO_ROOT)
+    copied = {"docker/Dockerfile"}
+    for keyword, rest in dockerfile_instructions():
+        if keyword in ("COPY", "ADD"):
+            sources = [a for a in rest.split() if not a.startswith("--")][:-1]
+            assert sources, rest
+            copied |= {f for src in sources for f in tracked if f == src or f.startswith(src.rstrip("/") + "/")}
+    assert copied - {REPO.rel(p) for p in image_inputs(REPO)} == set()
+
+
+def test_an_image_input_pattern_that_matches_nothing_is_an_error(scratch):
+    """A renamed input would silently drop out of the tag's hash."""
+    from dask_platform.environment import image_inputs
+    from dask_platform.errors import UserError
+
+    scratch.dask_config.unlink()
+    with pytest.raises(UserError, match=r"docker/dask\.yaml"):
+        image_inputs(scratch)
+
+
 def test_rendered_clusters_run_the_pinned_image():
     for path in (REPO_ROOT / "clusters").glob("*/rendered/deployment-*.yaml"):
         doc = yaml.safe_load(path.read_text())
