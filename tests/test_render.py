@@ -279,7 +279,7 @@ def readme_cells(label: str) -> dict[str, str]:
 def test_jupyters_home_is_a_kept_disk_on_every_cloud_example_as_the_readme_says(rendered, clouds_by_cluster):
     """Notebooks outlive image changes, reimages and drains on the cloud examples: a claim that Argo CD neither prunes
     nor deletes, in the class the README's table names (its first `code` word; emptyDir where there is none)."""
-    cells = readme_cells("Jupyter home volume")
+    cells = readme_cells("Jupyter home (a disk Argo CD keeps)")
     for name, r in rendered.items():
         cloud = clouds_by_cluster[name]
         claims = objects_of(r, "PersistentVolumeClaim")
