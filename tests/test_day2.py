@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dask_platform.repo import RepoTree
-from tests.conftest import objects_of
+from tests.conftest import REPO, objects_of
 from tests.support.scratch import render_with
 
 pytestmark = pytest.mark.helm
@@ -103,11 +103,16 @@ def test_no_probe_kills_or_unroutes_a_busy_pod_after_one_second(scratch: RepoTre
 def test_object_storage_egress_narrows_to_the_given_cidrs_without_internet_egress(scratch, helm):
     """The narrow form of the workers' and Jupyter's way to object storage: port 443 to listed CIDRs only (GCP's
     restricted.googleapis.com range here, VPC Service Controls docs, private-connectivity)."""
-    values = {"global": {"networkPolicy": {"allowInternetEgress": False, "objectStorageCidrs": ["199.36.153.4/30"]}}}
-    r = render_with(scratch, helm, "gcp-example", values)
+    narrow = {"allowInternetEgress": False, "objectStorageCidrs": ["199.36.153.4/30"], "apiServerPorts": [443]}
+    api = {"apiServerCidrs": ["172.16.0.2/32"]}  # the control plane's endpoint: Jupyter reads pods there, only there
+    r = render_with(scratch, helm, "gcp-example", {"global": {"networkPolicy": narrow | api}})
     seen = set()
     for policy in objects_of(r, "NetworkPolicy").values():
-        to_443 = [rule.get("to") for rule in policy["spec"].get("egress", []) if rule["ports"][0]["port"] == 443]
+        to_443 = [
+            rule.get("to")
+            for rule in policy["spec"].get("egress", [])
+            if rule["ports"][0]["port"] == 443 and rule.get("to") != [{"ipBlock": {"cidr": "172.16.0.2/32"}}]
+        ]
         component = policy["metadata"]["name"].rsplit("-", 1)[-1]
         if component in ("workers", "jupyter"):
             assert to_443 == [[{"ipBlock": {"cidr": "199.36.153.4/30"}}]], policy["metadata"]["name"]
@@ -115,3 +120,42 @@ def test_object_storage_egress_narrows_to_the_given_cidrs_without_internet_egres
         else:
             assert None not in to_443, policy["metadata"]["name"]  # nobody else reaches 443 anywhere
     assert seen == {"workers", "jupyter"}
+
+
+def disruption_table() -> dict[str, list[str]]:
+    """docs/autoscaling-and-security.md's table of what each component carries against disruption."""
+    lines = (REPO.root / "docs/autoscaling-and-security.md").read_text().splitlines()
+    start = lines.index("| component | PodDisruptionBudget | `cluster-autoscaler.kubernetes.io/safe-to-evict` |")
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        name, *cells = [c.strip() for c in line.strip("|").split("|")]
+        rows[name] = cells
+    return rows
+
+
+def test_the_docs_say_what_each_component_carries_against_disruption(rendered):
+    """The docs' table against every rendered cluster: the scheduler has no budget (the docs once described one the
+    chart no longer rendered), each worker group's lets NotReady workers go, the annotations are as stated."""
+    rows = disruption_table()
+    assert set(rows) == {"scheduler", "worker group", "Jupyter"}
+    key = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+    for r in rendered.values():
+        budgets = objects_of(r, "PodDisruptionBudget")
+        deployments = objects_of(r, "Deployment")
+        annotations = {n: d["spec"]["template"]["metadata"].get("annotations", {}) for n, d in deployments.items()}
+        assert rows["scheduler"][0].startswith("none") and "dask-scheduler" not in budgets
+        assert f'`"{annotations["dask-scheduler"][key]}"`' == rows["scheduler"][1]
+        workers = [n for n in deployments if n.startswith("dask-worker-")]
+        assert workers
+        for name in workers:
+            spec = budgets[name]["spec"]
+            policy = spec["unhealthyPodEvictionPolicy"]
+            stated = f"`maxUnavailable: {spec['maxUnavailable']}`, `unhealthyPodEvictionPolicy: {policy}`"
+            assert rows["worker group"][0] == stated
+            assert f'`"{annotations[name][key]}"`' == rows["worker group"][1]
+        assert rows["Jupyter"][0] == "none" and "dask-jupyter" not in budgets
+        on_disk = bool(objects_of(r, "PersistentVolumeClaim"))
+        expected = "none on a disk" if on_disk else f'`"{annotations["dask-jupyter"][key]}"` on emptyDir'
+        assert (key in annotations["dask-jupyter"]) != on_disk and expected in rows["Jupyter"][1]

@@ -351,6 +351,26 @@ clusters without internet egress). Takes the root context; renders list items fo
 {{- end }}
 
 {{- /*
+dp.apiServerEgress: the NetworkPolicy egress rule to the Kubernetes API server: global.networkPolicy.apiServerPorts
+(the port the server listens on; policy sees the endpoint after the `kubernetes` Service's DNAT), to
+global.networkPolicy.apiServerCidrs when given, else to any address (the control plane's addresses are the cloud's).
+Takes the root context; renders one list item for an `egress:` list.
+*/ -}}
+{{- define "dp.apiServerEgress" -}}
+{{- $np := .Values.global.networkPolicy }}
+- ports:
+    {{- range $np.apiServerPorts }}
+    - {port: {{ . }}, protocol: TCP}
+    {{- end }}
+  {{- with $np.apiServerCidrs }}
+  to:
+    {{- range . }}
+    - ipBlock: {cidr: {{ . }}}
+    {{- end }}
+  {{- end }}
+{{- end }}
+
+{{- /*
 dp.identityEgress: NetworkPolicy egress rules to the node-local endpoints that hand pods their cloud identity's
 tokens (global.networkPolicy.identityEgress: CIDR and port, set in values/<cloud>.yaml with the provider's source).
 Takes the root context; renders list items for an `egress:` list.
