@@ -51,6 +51,10 @@ def explain(err: jsonschema.ValidationError) -> tuple[list[Any], str]:
             if not path and key in MOVED_KEYS:
                 return [key], f"unknown key {key!r}: it moved to {MOVED_KEYS[key]}"
             return [*path, key], f"unknown key {key!r}; expected one of: {', '.join(allowed)}"
+    if err.validator == "not" and err.parent is None:
+        # A refused value (e.g. a placeholder): the schema says why in the key's description.
+        reason = " ".join(str(err.schema.get("description", "")).split()) if isinstance(err.schema, dict) else ""
+        return path, f"{err.instance!r} is refused{': ' + reason if reason else ''}"
     return path, err.message
 
 

@@ -314,3 +314,29 @@ def test_jupyter_reaches_the_api_server_where_it_listens(rendered, clouds_by_clu
         assert wanted <= open_ports, (name, wanted, open_ports)
         if clouds_by_cluster[name] == "minikube":
             assert MINIKUBE_API_SERVER_PORT in wanted
+
+
+def test_a_new_identity_rolls_the_pods_that_use_it(scratch: RepoTree, helm):
+    """The IRSA and Azure Workload Identity webhooks inject at pod admission only: a changed ServiceAccount
+    annotation must change the pod templates that use that account (and only those), or running pods keep the old
+    identity. The all-zero client id (a placeholder) is refused with the file and key path."""
+
+    def checksums(r) -> dict[str, str]:
+        return {
+            name: d["spec"]["template"]["metadata"]["annotations"]["dask-platform/identity-checksum"]
+            for name, d in objects_of(r, "Deployment").items()
+        }
+
+    [before] = render.render_clusters(scratch, ["azure-example"], helm)
+    path = scratch.cluster_file("azure-example")
+    text = path.read_text()
+    path.write_text(text.replace("6f1c2a34-5b7d-4e8f-9a01-23456789abcd", "0b7e3c8a-1d2f-4a5b-8c6d-7e8f90a1b2c3"))
+    [after] = render.render_clusters(scratch, ["azure-example"], helm)
+    old, new = checksums(before), checksums(after)
+    changed = {name for name in old if old[name] != new[name]}
+    assert changed == {"dask-scheduler", "dask-worker-default"}  # the dask identity; Jupyter's is its own
+    path.write_text(text.replace("6f1c2a34-5b7d-4e8f-9a01-23456789abcd", "00000000-0000-0000-0000-000000000000"))
+    result = CliRunner().invoke(cli, ["--repo", str(scratch.root), "render", "azure-example"])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: {path}: key values.dask.serviceAccount.annotations.azure.workload.")
+    assert "'00000000-0000-0000-0000-000000000000' is refused: The managed identity's client id" in result.output
