@@ -19,6 +19,8 @@ checked first). The apply is server-side with a fixed field manager, so running 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from dask_platform.argocd import build_bootstrap_applicationset, in_cluster, load_settings
@@ -120,3 +122,89 @@ def ensure_jupyter_token(api_client: Any, namespace: str, name: str, key: str) -
     }
     core.create_namespaced_secret(namespace, body)
     return token
+
+
+@dataclass(frozen=True)
+class JupyterSecrets:
+    """The Secrets a cluster's Jupyter pod reads and the chart never renders."""
+
+    namespace: str
+    token_secret: str
+    token_key: str
+    tls_secret: str  # "" when Jupyter serves plain HTTP
+    tls_hosts: list[str]  # the names its Service answers to in the cluster
+
+
+def jupyter_secrets(tree: RepoTree, name: str) -> JupyterSecrets:
+    """From the cluster's effective values and its committed Jupyter Service (found by its component label)."""
+    from dask_platform.render import rendered_objects
+    from dask_platform.values import build_values
+
+    cluster = load_cluster(tree, name)
+    effective = build_values(tree, cluster).effective
+    jupyter = effective["jupyter"]
+    services = [
+        o["metadata"]["name"]
+        for o in rendered_objects(tree, name)
+        if o["kind"] == "Service" and o["metadata"]["labels"].get("app.kubernetes.io/component") == "jupyter"
+    ]
+    tls = (jupyter.get("tls") or {}).get("secretName", "") if services else ""
+    domain = effective["global"]["clusterDomain"]
+    hosts = [f"{s}.{cluster.namespace}.svc.{domain}" for s in services] + [
+        f"{s}.{cluster.namespace}.svc" for s in services
+    ]
+    return JupyterSecrets(cluster.namespace, jupyter["tokenSecret"]["name"], jupyter["tokenSecret"]["key"], tls, hosts)
+
+
+def build_self_signed_tls(hosts: list[str], now: datetime, days: int = 825) -> tuple[bytes, bytes]:
+    """A self-signed certificate (PEM) and its EC P-256 key (PEM) for ``hosts`` (subjectAltName DNS names), valid
+    from ``now`` for ``days`` (825: the longest lifetime browsers accept for a TLS server certificate)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def ensure_jupyter_tls(api_client: Any, namespace: str, name: str, hosts: list[str]) -> bool:
+    """Create Jupyter's kubernetes.io/tls Secret, self-signed for ``hosts``, when it is missing; True if created.
+    An existing one (a real certificate, cert-manager's) is never touched."""
+    import base64
+
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(api_client)
+    try:
+        core.read_namespaced_secret(name, namespace)
+        return False
+    except ApiException as exc:
+        if exc.status != 404:
+            raise UserError(f"reading Secret {namespace}/{name} failed: {exc.status} {exc.reason}") from None
+    cert, key = build_self_signed_tls(hosts, datetime.now(UTC))
+    body = {
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "dask-platform"}},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": base64.b64encode(cert).decode(), "tls.key": base64.b64encode(key).decode()},
+    }
+    core.create_namespaced_secret(namespace, body)
+    return True

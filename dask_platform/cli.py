@@ -259,7 +259,7 @@ def bootstrap(
     of CLUSTER's Application. --fleet: apply the fleet's AppProject and ApplicationSet to a management cluster."""
     import yaml
 
-    from dask_platform.bootstrap import bootstrap_objects, ensure_jupyter_token, fleet_objects, server_side_apply
+    from dask_platform.bootstrap import bootstrap_objects, fleet_objects, server_side_apply
 
     if bool(cluster) == fleet:
         raise click.UsageError("name one CLUSTER, or give --fleet")
@@ -270,10 +270,8 @@ def bootstrap(
         return
     api_client = kube_api(kube_context)
     if cluster and not server_dry_run:
-        namespace, name, key = token_secret_of(tree, cluster)
-        token = ensure_jupyter_token(api_client, namespace, name, key)
-        if token:
-            click.echo(f"Secret {namespace}/{name}: created; JupyterLab's token (shown once): {token}")
+        for line in jupyter_secret_lines(tree, cluster, api_client):
+            click.echo(line)
     for line in server_side_apply(objects, api_client, dry_run=server_dry_run):
         click.echo(line)
     if fleet:
@@ -294,26 +292,31 @@ def fleet_cluster_names(tree: RepoTree) -> list[str]:
 @click.pass_context
 @report_user_errors
 def jupyter_token(ctx: click.Context, cluster: str, kube_context: str | None) -> None:
-    """Create JupyterLab's token Secret in CLUSTER (once) and print the token; bootstrap does the same."""
-    from dask_platform.bootstrap import ensure_jupyter_token
-
-    namespace, name, key = token_secret_of(tree_of(ctx), cluster)
-    token = ensure_jupyter_token(kube_api(kube_context), namespace, name, key)
-    click.echo(
-        f"Secret {namespace}/{name} created; the token (shown once): {token}"
-        if token
-        else f"Secret {namespace}/{name} exists; its token is not shown again"
-    )
+    """Create JupyterLab's token Secret in CLUSTER (once) and print the token, and its TLS Secret (self-signed) when
+    the cluster renders jupyter.tls and none exists; bootstrap does the same."""
+    for line in jupyter_secret_lines(tree_of(ctx), cluster, kube_api(kube_context)):
+        click.echo(line)
 
 
-def token_secret_of(tree: RepoTree, cluster: str) -> tuple[str, str, str]:
-    """(namespace, Secret name, key) of a cluster's Jupyter token, from its effective values."""
-    from dask_platform.clusters import load_cluster
-    from dask_platform.values import build_values
+def jupyter_secret_lines(tree: RepoTree, cluster: str, api_client: Any) -> list[str]:
+    """Create what Jupyter's pod needs and the chart never renders (secrets do not belong in git): the login token
+    and, with jupyter.tls, a self-signed certificate for the Service's names. Returns what to tell the user."""
+    from dask_platform.bootstrap import ensure_jupyter_tls, ensure_jupyter_token, jupyter_secrets
 
-    loaded = load_cluster(tree, cluster)
-    secret = build_values(tree, loaded).effective["jupyter"]["tokenSecret"]
-    return loaded.namespace, secret["name"], secret["key"]
+    wanted = jupyter_secrets(tree, cluster)
+    token = ensure_jupyter_token(api_client, wanted.namespace, wanted.token_secret, wanted.token_key)
+    where = f"Secret {wanted.namespace}/{wanted.token_secret}"
+    lines = [f"{where}: created; JupyterLab's token (shown once): {token}" if token else f"{where}: exists"]
+    if wanted.tls_secret:
+        created = ensure_jupyter_tls(api_client, wanted.namespace, wanted.tls_secret, wanted.tls_hosts)
+        where = f"Secret {wanted.namespace}/{wanted.tls_secret}"
+        lines.append(
+            f"{where}: created, self-signed for {', '.join(wanted.tls_hosts)}; replace it with your CA's certificate "
+            "under the same name (docs/autoscaling-and-security.md, TLS per cloud)"
+            if created
+            else f"{where}: exists"
+        )
+    return lines
 
 
 def kube_api(kube_context: str | None) -> Any:

@@ -179,6 +179,35 @@ def test_bootstrap_needs_argo_cd_and_says_so(api):
         server_side_apply(bootstrap_objects(REPO, "minikube"), api)
 
 
+def test_the_secrets_jupyter_needs_are_created_once(api):
+    """The fleet route's step per workload cluster (`dask-platform jupyter-token aws-example`), and bootstrap's: the
+    login token and, since the cloud examples serve TLS, a kubernetes.io/tls Secret whose certificate names the
+    Service; a second run leaves both as they are (a real certificate put there later is never replaced)."""
+    import base64
+
+    from cryptography import x509
+    from kubernetes import client
+
+    from dask_platform.cli import jupyter_secret_lines
+
+    core = client.CoreV1Api(api)
+    first = jupyter_secret_lines(REPO, "aws-example", api)
+    assert first[0].startswith("Secret dask/jupyter-token: created; JupyterLab's token (shown once): ")
+    assert first[1].startswith("Secret dask/jupyter-tls: created, self-signed for dask-jupyter.dask.svc.cluster.local")
+    tls = core.read_namespaced_secret("jupyter-tls", "dask")
+    assert tls.type == "kubernetes.io/tls"
+    cert = x509.load_pem_x509_certificate(base64.b64decode(tls.data["tls.crt"]))
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    assert names == ["dask-jupyter.dask.svc.cluster.local", "dask-jupyter.dask.svc"]
+    assert jupyter_secret_lines(REPO, "aws-example", api) == [
+        "Secret dask/jupyter-token: exists",
+        "Secret dask/jupyter-tls: exists",
+    ]
+    assert core.read_namespaced_secret("jupyter-tls", "dask").data == tls.data
+    for name in ("jupyter-token", "jupyter-tls"):
+        core.delete_namespaced_secret(name, "dask")
+
+
 # --- helm lifecycle -------------------------------------------------------------------------------------------
 
 

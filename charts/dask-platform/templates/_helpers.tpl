@@ -90,6 +90,19 @@ automountServiceAccountToken: {{ .automountToken }}
 {{- end }}
 
 {{- /*
+dp.jupyterServicePort: JupyterLab's Service port as (name, number): https-jupyter on 443 when Jupyter serves TLS
+itself (jupyter.tls.secretName), else http-jupyter on 80. The Service, the Ingress and the docs read it here.
+Takes the jupyter chart's context; renders YAML: {name: ..., port: ...}.
+*/ -}}
+{{- define "dp.jupyterServicePort" -}}
+{{- if .Values.tls.secretName -}}
+{name: https-jupyter, port: 443}
+{{- else -}}
+{name: http-jupyter, port: 80}
+{{- end -}}
+{{- end }}
+
+{{- /*
 dp.identityChecksum: a pod-template annotation that changes with the ServiceAccount's annotations, so a new cloud
 identity (an IRSA role ARN, an Azure client id, a GKE service account) rolls the pods that use it. The IRSA and Azure
 Workload Identity webhooks inject their environment and token volume at pod admission only
