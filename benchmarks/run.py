@@ -402,7 +402,7 @@ def rossmann_benchmark() -> dict:
 
 
 def bigdata_benchmark() -> dict:
-    from tests.support.storage import moto_s3
+    from testbed.storage import moto_s3
 
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp, moto_s3(Path(tmp) / "moto") as s3:

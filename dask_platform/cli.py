@@ -328,51 +328,6 @@ def kube_api(kube_context: str | None) -> Any:
         raise UserError(f"no usable kubeconfig: {exc}") from None
 
 
-# --- the single-node test cluster ---------------------------------------------------------------------------
-
-
-@main.group()
-def node() -> None:
-    """A real single-node Kubernetes on this machine (tests and trials; root, Debian 12)."""
-
-
-@node.command("up")
-@click.option("--image/--no-image", default=True, help="Build the platform image from docker/Dockerfile and load it.")
-@click.pass_context
-@report_user_errors
-def node_up(ctx: click.Context, image: bool) -> None:
-    """Start the node (a running one is torn down first); prints its kubeconfig."""
-    from dask_platform.environment import load_environment
-    from dask_platform.node.config import Network
-    from dask_platform.node.lifecycle import default_layout, up
-
-    tree = tree_of(ctx)
-    env = load_environment(tree)
-    platform = (tree, f"{env.image_repository}:{env.image_tag}") if image else None
-    kubeconfig = up(Network(), default_layout(), click.echo, platform)
-    click.echo(str(kubeconfig))
-
-
-@node.command("down")
-@report_user_errors
-def node_down() -> None:
-    """Delete the workloads, stop every process and undo every change to the machine."""
-    from dask_platform.node.config import Network
-    from dask_platform.node.lifecycle import default_layout, down
-
-    down(Network(), default_layout(), click.echo)
-
-
-@node.command("status")
-@report_user_errors
-def node_status() -> None:
-    """The node's processes, and how many packets the network guard dropped (must be 0)."""
-    from dask_platform.node.config import Network
-    from dask_platform.node.lifecycle import default_layout, status
-
-    click.echo(json.dumps(status(Network(), default_layout()), indent=2))
-
-
 # --- jobs ------------------------------------------------------------------------------------------------
 
 CONNECTION_OPTIONS = [

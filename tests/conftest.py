@@ -11,9 +11,8 @@ from dask_platform.clusters import load_cluster
 from dask_platform.helmbin import find_helm
 from dask_platform.render import RenderedCluster, render_clusters
 from dask_platform.repo import RepoTree
+from tests.support.repo import REPO
 from tests.support.scratch import scratch_copy
-
-REPO = RepoTree.checkout()
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +28,8 @@ def scratch(tmp_path: Path) -> RepoTree:
 
 @pytest.fixture(scope="session")
 def node():
-    """The real single-node cluster (dask-platform node up), for the whole session; torn down at the end."""
+    """The real single-node cluster (testbed.node, as `scripts/dev node up` starts it), for the whole session; torn
+    down at the end."""
     from tests.support.node import running_node, unavailable_reason
 
     reason = unavailable_reason()
@@ -50,12 +50,3 @@ def rendered(helm: Path) -> dict[str, RenderedCluster]:
 @pytest.fixture(scope="session")
 def clouds_by_cluster() -> dict[str, str]:
     return {name: load_cluster(REPO, name).cloud for name in REPO.cluster_names()}
-
-
-def objects_of(rendered: RenderedCluster, kind: str) -> dict[str, dict]:
-    """Objects of one kind by name."""
-    return {o["metadata"]["name"]: o for o in rendered.objects if o["kind"] == kind}
-
-
-def container_args(deployment: dict) -> list[str]:
-    return deployment["spec"]["template"]["spec"]["containers"][0].get("args", [])

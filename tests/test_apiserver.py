@@ -20,9 +20,9 @@ from dask_platform.errors import UserError
 from dask_platform.render import render_clusters
 from dask_platform.repo import RepoTree
 from dask_platform.values import build_values
-from tests.conftest import REPO
+from testbed.envtest import ControlPlane, start_control_plane
 from tests.support.argo import ArgoApplication
-from tests.support.envtest import ControlPlane, start_control_plane
+from tests.support.repo import REPO
 
 REPO_ROOT, CHART_DIR = REPO.root, REPO.chart
 

@@ -16,7 +16,7 @@ from dask_platform.argocd import IN_CLUSTER, argocd_outputs, load_settings
 from dask_platform.clusters import load_cluster
 from dask_platform.crdschema import SchemaToolMissing, validate_custom
 from dask_platform.render import all_feature_objects, render_clusters
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 SETTINGS = load_settings(REPO)
 CLUSTERS_DIR = REPO.clusters_dir

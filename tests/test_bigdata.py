@@ -10,7 +10,7 @@ import pytest
 from dask_platform.submit.run import submit
 from dask_platform.submit.target import Connection
 from jobs.bigdata.job import BigDataOptions
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 pytestmark = [pytest.mark.dask, pytest.mark.slow]
 

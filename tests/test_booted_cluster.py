@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
-from tests.support.boot import boot
-from tests.support.daskproc import run_cli
+from testbed.boot import boot
+from testbed.daskproc import run_cli
+from tests.support.repo import REPO
 
 pytestmark = [pytest.mark.dask, pytest.mark.slow]
 
@@ -222,8 +222,8 @@ def test_dashboard_link_works_through_jupyter_server_proxy(tmp_path: Path):
     import time
     import urllib.request
 
-    from tests.support.boot import container_env
-    from tests.support.daskproc import free_port, wait_for_port
+    from testbed.boot import container_env
+    from testbed.daskproc import free_port, wait_for_port
 
     rendered = REPO.rendered_dir("minikube")
     jupyter = yaml.safe_load((rendered / "deployment-dask-jupyter.yaml").read_text())

@@ -17,7 +17,7 @@ import yaml
 from dask_platform.clusters import supported_kubernetes_minors
 from dask_platform.crdschema import SchemaToolMissing, is_custom, validate_custom
 from dask_platform.policy import check_objects
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 REPO_ROOT, CHART_DIR = REPO.root, REPO.chart
 

@@ -8,7 +8,7 @@ import yaml
 
 from dask_platform import render
 from dask_platform.repo import RepoTree
-from tests.conftest import objects_of
+from tests.support.repo import objects_of
 
 pytestmark = pytest.mark.helm
 
@@ -105,7 +105,7 @@ def test_every_pod_of_every_example_fits_one_node_of_the_group_it_selects(render
     from dask_platform.nodes import allocatable
     from dask_platform.provision import NODE_GROUP_LABEL, node_groups
     from dask_platform.quantity import parse_quantity
-    from tests.conftest import REPO
+    from tests.support.repo import REPO
 
     checked = 0
     for name, r in rendered.items():
@@ -266,7 +266,7 @@ def test_gpu_workers_select_labels_the_cloud_sets_and_cache_kernels_on_a_writabl
 def test_the_gpu_image_carries_the_cuda_runtime_libraries():
     """CuPy's `ctk` extra installs the CUDA components as wheels (docs.cupy.dev install), so the -gpu image needs
     only the node's driver."""
-    from tests.conftest import REPO
+    from tests.support.repo import REPO
 
     lock = (REPO.root / "requirements/image-gpu.txt").read_text()
     assert "\ncupy-cuda12x==" in lock

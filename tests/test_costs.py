@@ -11,7 +11,7 @@ from dask_platform.clusters import load_cluster
 from dask_platform.costs import HOURS_PER_MONTH, PRICES, build_cost_report, format_cost_report
 from dask_platform.repo import RepoTree
 from dask_platform.values import build_values
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 
 def report_for(tree: RepoTree, name: str):

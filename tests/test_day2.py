@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from dask_platform.repo import RepoTree
-from tests.conftest import REPO, objects_of
+from tests.support.repo import REPO, objects_of
 from tests.support.scratch import render_with
 
 pytestmark = pytest.mark.helm

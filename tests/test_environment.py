@@ -12,7 +12,7 @@ from nbclient import NotebookClient
 
 from dask_platform import generated
 from dask_platform.environment import load_environment, read_lock, version_outputs
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 REPO_ROOT, CHART_DIR, DOCKERFILE, ENVIRONMENT_YML = REPO.root, REPO.chart, REPO.dockerfile, REPO.conda_environment
 ENV = load_environment(REPO)

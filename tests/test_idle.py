@@ -14,7 +14,7 @@ from dask_platform.errors import UserError
 from dask_platform.provision import NODE_GROUP_LABEL, NODE_TEMPLATE_LABEL, build_eksctl_config, node_groups
 from dask_platform.render import committed_objects
 from dask_platform.repo import RepoTree
-from tests.conftest import REPO, objects_of
+from tests.support.repo import REPO, objects_of
 from tests.support.scratch import render_with
 
 
@@ -82,7 +82,7 @@ def test_a_client_wakes_a_sleeping_cluster_and_says_so(tmp_path: Path):
     line, and runs once a worker joins (started here as KEDA would scale the group up)."""
     from dask_platform.submit.run import submit
     from dask_platform.submit.target import Connection
-    from tests.support.daskproc import local_dask
+    from testbed.daskproc import local_dask
     from tests.test_submit_run import small_options
 
     lines: list[str] = []
@@ -107,7 +107,7 @@ def test_a_client_wakes_a_sleeping_cluster_and_says_so(tmp_path: Path):
 def test_no_worker_arriving_is_a_clear_error_after_the_timeout(tmp_path: Path):
     from dask_platform.submit.run import submit
     from dask_platform.submit.target import Connection
-    from tests.support.daskproc import local_dask
+    from testbed.daskproc import local_dask
     from tests.test_submit_run import small_options
 
     lines: list[str] = []

@@ -15,8 +15,8 @@ from dask_platform.cli import main
 from dask_platform.environment import load_environment
 from dask_platform.images import ImagePull, docker_probe, image_pulls, pod_spec, pull_problems, rendered_pulls
 from dask_platform.render import committed_objects
-from tests.conftest import REPO
-from tests.support.registry import running_registry
+from testbed.registry import running_registry
+from tests.support.repo import REPO
 
 ENV = load_environment(REPO)
 PLATFORM_IMAGE = f"{ENV.image_repository}:{ENV.image_tag}"

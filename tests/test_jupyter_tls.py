@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from dask_platform.bootstrap import build_self_signed_tls, jupyter_secrets
-from tests.conftest import REPO, objects_of
+from tests.support.repo import REPO, objects_of
 
 pytestmark = pytest.mark.helm
 

@@ -11,7 +11,7 @@ import pytest
 
 from dask_platform.clusters import load_cluster, supported_kubernetes_minors
 from dask_platform.values import build_values
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 CHART_DIR = REPO.chart
 

@@ -26,7 +26,7 @@ from dask_platform.bootstrap import ensure_jupyter_token, server_side_apply
 from dask_platform.render import RenderedCluster, render_clusters
 from dask_platform.repo import RepoTree
 from dask_platform.submit.access import ServiceRef, port_forward, worker_spawn_environ
-from tests.support.daskproc import small_run_args
+from testbed.daskproc import small_run_args
 from tests.support.node import NAMESPACE, RELEASE, Node, node_cluster
 from tests.support.scratch import scratch_copy
 
@@ -159,7 +159,7 @@ def wait_running(proc: subprocess.Popen) -> list[str]:
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory) -> dict:
     """The same job on an embedded cluster with the same data: the reference results."""
-    from tests.support.daskproc import run_cli
+    from testbed.daskproc import run_cli
 
     tmp = tmp_path_factory.mktemp("node-embedded")
     proc = run_cli(["--workers", "2", "--no-progress"], tmp)

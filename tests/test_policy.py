@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from dask_platform.policy import check_objects
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 
 def good_deployment() -> dict:

@@ -22,7 +22,7 @@ from dask_platform.provision import (
 )
 from dask_platform.render import committed_objects
 from dask_platform.repo import RepoTree
-from tests.conftest import REPO, container_args, objects_of
+from tests.support.repo import REPO, container_args, objects_of
 
 pytestmark = pytest.mark.helm
 

@@ -13,7 +13,7 @@ from dask_platform.cli import main as cli
 from dask_platform.clusters import load_cluster
 from dask_platform.quantity import parse_quantity
 from dask_platform.repo import RepoTree
-from tests.conftest import REPO, container_args, objects_of
+from tests.support.repo import REPO, container_args, objects_of
 
 pytestmark = pytest.mark.helm
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO
-from tests.support.daskproc import local_dask
+from testbed.daskproc import local_dask
+from tests.support.repo import REPO
 
 pytestmark = [pytest.mark.dask, pytest.mark.slow]
 

@@ -18,7 +18,7 @@ from jobs.rossmann.data import SyntheticSpec, generate
 from jobs.rossmann.features import FEATURES, TARGET, derive, modelling_rows, split_holdout
 from jobs.rossmann.job import candidates_of, halving_schedule
 from jobs.rossmann.model import BUILTIN_SPACES, SearchSpace, date_block_folds, load_space, rmspe_from_log, sample_rows
-from tests.support.daskproc import local_dask
+from testbed.daskproc import local_dask
 
 # --- schedule and promotion ------------------------------------------------------------------------------------------
 

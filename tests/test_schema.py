@@ -12,7 +12,7 @@ from dask_platform.errors import UserError
 from dask_platform.repo import RepoTree
 from dask_platform.schema import load_schema, schema_outputs
 from dask_platform.values import build_values
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 
 def add_cluster(tree: RepoTree, cluster: dict, cloud_values: dict | None = None, cloud: str = "minikube") -> RepoTree:

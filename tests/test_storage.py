@@ -23,9 +23,8 @@ from jobs.bigdata.job import BigDataOptions
 from jobs.rossmann.data import SyntheticSpec, generate, write_kaggle_csv
 from jobs.rossmann.job import RossmannOptions
 from jobs.storage import Location, StorageError, parse_storage_options, unseen_local_problem
-from tests.conftest import REPO
-from tests.support.daskproc import free_port, local_dask
-from tests.support.storage import (
+from testbed.daskproc import free_port, local_dask
+from testbed.storage import (
     StorageServer,
     azurite,
     azurite_available,
@@ -33,6 +32,7 @@ from tests.support.storage import (
     moto_s3,
     moto_s3_strict,
 )
+from tests.support.repo import REPO
 
 CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AZURE_STORAGE_CONNECTION_STRING")
 

@@ -8,7 +8,7 @@ from dask_platform.clusters import load_cluster
 from dask_platform.errors import UserError
 from dask_platform.repo import RepoTree
 from dask_platform.submit.access import scheduler_service
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 
 @pytest.mark.parametrize("name", ["minikube", "aws-example", "gcp-example", "azure-example"])

@@ -84,7 +84,7 @@ def old_scheduler(tmp_path_factory):
     import subprocess
     import sys
 
-    from tests.support.daskproc import free_port, wait_for_port
+    from testbed.daskproc import free_port, wait_for_port
 
     env_dir = tmp_path_factory.mktemp("old-distributed") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(env_dir)], check=True)
@@ -111,7 +111,7 @@ def test_an_older_scheduler_gets_the_version_table_not_a_traceback(old_scheduler
     import sys
     import time
 
-    from tests.support.daskproc import small_run_args
+    from testbed.daskproc import small_run_args
 
     start = time.perf_counter()
     args = [sys.executable, "-m", "dask_platform", "submit", *small_run_args(tmp_path, "--scheduler", old_scheduler)]

@@ -19,8 +19,8 @@ from dask_platform.submit.run import doctor_report, submit
 from dask_platform.submit.shipping import ensure_job_code, jobs_fingerprint, remote_fingerprints
 from dask_platform.submit.target import Connection
 from jobs.rossmann.job import RossmannOptions
-from tests.conftest import REPO
-from tests.support.daskproc import free_port, local_dask, run_cli
+from testbed.daskproc import free_port, local_dask, run_cli
+from tests.support.repo import REPO
 
 pytestmark = [pytest.mark.dask, pytest.mark.slow]
 

@@ -6,7 +6,7 @@ import zipfile
 from pathlib import Path
 
 from dask_platform.submit.shipping import JOBS_DIR, build_jobs_archive, jobs_fingerprint
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 
 def test_the_client_ships_the_jobs_package_of_this_checkout():

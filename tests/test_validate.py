@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from dask_platform.cli import main as cli
 from dask_platform.repo import RepoTree
 from dask_platform.validate import run_checks
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 pytestmark = pytest.mark.helm
 

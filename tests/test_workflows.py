@@ -13,7 +13,7 @@ import yaml
 from dask_platform.argocd import load_settings
 from dask_platform.environment import IMAGE_INPUT_PATTERNS
 from dask_platform.images import deploy_branch
-from tests.conftest import REPO
+from tests.support.repo import REPO
 
 WORKFLOWS_DIR = REPO.root / ".github" / "workflows"
 WORKFLOWS = sorted(WORKFLOWS_DIR.glob("*.yml"))

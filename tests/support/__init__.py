@@ -1,2 +1,3 @@
-"""Test harness, apart from the tests: real Dask processes (daskproc), the rendered cluster booted as local
-processes (boot), a real kube-apiserver + etcd (envtest), and a scratch copy of the repository (scratch)."""
+"""Helpers of the tests, apart from the tests (the real parts they start are the test bed, testbed/): the
+repository under test and its rendered objects (repo), a scratch copy of it (scratch), a model of Argo CD's sync
+(argo), and the session's single-node cluster (node)."""

@@ -1,4 +1,4 @@
-"""The real single-node cluster for the tests: started once per session (dask-platform node up, with the platform
+"""The real single-node cluster for the tests: started once per session (testbed.node.lifecycle.up, with the platform
 image built from docker/Dockerfile), torn down at the end; and helpers to reach what runs on it."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 import yaml
 
 from dask_platform.environment import load_environment
-from dask_platform.node.config import Layout, Network
-from dask_platform.node.lifecycle import default_layout, down, guard_counters, leftovers, up
 from dask_platform.repo import RepoTree
+from testbed.node.config import Layout, Network
+from testbed.node.lifecycle import default_layout, down, guard_counters, leftovers, up
 
 NAMESPACE = "dask-node"
 RELEASE = "dask"

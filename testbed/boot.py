@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.daskproc import free_port, image_site, wait_for_port
+from testbed.daskproc import free_port, image_site, wait_for_port
 
 BIN = Path(sys.executable).parent
 

@@ -2,7 +2,7 @@
 hosts file that this loop rewrites from the Services every 2 seconds. Only A records of Service ClusterIPs (no SRV,
 headless or pod records, up to 2 s late); names outside cluster.local are refused, never forwarded.
 
-    python -m dask_platform.node.dns KUBECONFIG HOSTS_DIR     (started and stopped by `dask-platform node`)
+    python -m testbed.node.dns KUBECONFIG HOSTS_DIR     (started and stopped by `python -m testbed.node`)
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from dask_platform.node.config import CLUSTER_DOMAIN
+from testbed.node.config import CLUSTER_DOMAIN
 
 
 def hosts_lines(services: list[tuple[str, str, str | None]]) -> list[str]:

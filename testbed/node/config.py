@@ -1,5 +1,5 @@
 """What the single-node test cluster is made of, as data: addresses, folders, and each component's configuration
-and command line. Pure functions; ``dask_platform.node.lifecycle`` writes and starts them.
+and command line. Pure functions; ``testbed.node.lifecycle`` writes and starts them.
 
 Every address is on this machine: the node's own address sits on the loopback link, pods live in network namespaces
 on a local bridge, and Service IPs are virtual (kube-proxy's rules). While the node exists, the service and pod

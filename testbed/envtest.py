@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dask_platform.repo import RepoTree
-from tests.support.daskproc import free_port
+from testbed.daskproc import free_port
 
 ADMIN_TOKEN = "dask-platform-test-admin"
 

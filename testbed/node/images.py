@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dask_platform.errors import UserError
-from dask_platform.node.config import Layout
 from dask_platform.repo import RepoTree
+from testbed.node.config import Layout
 
 PAUSE_IMAGE = "localhost/dask-platform-node/pause:1"
 BASE_IMAGE = "localhost/dask-platform-node/python-base:bookworm"

@@ -1,5 +1,5 @@
-"""Real object-storage servers on 127.0.0.1 for tests: moto's standalone S3 server (what s3fs's own tests use) and
-Azure's official storage emulator Azurite (npm, installed by scripts/dev into scripts/emulators).
+"""Real object-storage servers on 127.0.0.1 for tests and benchmarks: moto's standalone S3 server (what s3fs's own
+tests use) and Azure's official storage emulator Azurite (npm, installed by scripts/dev into scripts/emulators).
 
 Each server runs as its own process on a free port. Credentials reach the code under test the way they reach it
 on a laptop: through the environment variables botocore and adlfs read (``env``), never through job options."""
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.support.daskproc import free_port, wait_for_port
+from testbed.daskproc import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 AZURITE = ROOT / "scripts" / "emulators" / "node_modules" / ".bin" / "azurite-blob"

@@ -1,6 +1,6 @@
 """Start and stop the single-node test cluster: the side effects (files, processes, routes, iptables, sysctls).
 
-`dask-platform node up` builds nothing itself: the binaries come from scripts/kube-build.sh, the Debian packages
+`scripts/dev node up` builds nothing itself: the binaries come from scripts/kube-build.sh, the Debian packages
 from scripts/dev. It writes the PKI and configuration, protects the network, and starts containerd, etcd,
 kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and the DNS stand-in, each as its
 own session with a pid file, then waits for the node to be Ready. `down` deletes the workloads while kube-proxy
@@ -24,9 +24,10 @@ from pathlib import Path
 import yaml
 
 from dask_platform.errors import UserError
-from dask_platform.node import config as cfg
-from dask_platform.node.config import NODE_NAME, Layout, Network
 from dask_platform.repo import RepoTree
+from testbed import CHECKOUT
+from testbed.node import config as cfg
+from testbed.node.config import NODE_NAME, Layout, Network
 
 Echo = Callable[[str], None]
 # Kernel settings kubelet and kube-proxy change; saved at `up`, restored at `down`.
@@ -47,12 +48,20 @@ def run(*cmd: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
 # --- processes ---------------------------------------------------------------------------------------------
 
 
-def start_process(layout: Layout, name: str, cmd: list[str], env: dict[str, str] | None = None) -> int:
+def start_process(
+    layout: Layout, name: str, cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> int:
     """Start ``cmd`` in its own session (it outlives this command), logging to logs/<name>.log."""
     layout.logs.mkdir(parents=True, exist_ok=True)
     with (layout.logs / f"{name}.log").open("a") as log:
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+            cwd=cwd,
         )
     (layout.run / f"{name}.pid").write_text(str(proc.pid))
     return proc.pid
@@ -305,7 +314,7 @@ def _admin_token(layout: Layout) -> str:
 
 def start_runtime(net: Network, layout: Layout, echo: Echo) -> None:
     """containerd with the node's CRI settings, and the pause image in it."""
-    from dask_platform.node import images
+    from testbed.node import images
 
     images.build_pause(layout, echo)
     start_process(layout, "containerd", ["containerd", "--config", str(layout.state / "containerd.toml")])
@@ -332,16 +341,17 @@ def start_control_plane(net: Network, layout: Layout) -> None:
 
 
 def start_dns(net: Network, layout: Layout) -> None:
-    """The DNS stand-in: dnsmasq on the node address, fed by dask_platform.node.dns."""
+    """The DNS stand-in: dnsmasq on the node address, fed by testbed.node.dns."""
     import sys
 
-    from dask_platform.node import dns
+    from testbed.node import dns
 
     hosts = layout.state / "dns"
     (hosts / "services").write_text("")
     start_process(layout, "dnsmasq", dns.dnsmasq_command(net.node_ip, hosts, layout.run / "dnsmasq.own.pid"))
-    updater = [sys.executable, "-m", "dask_platform.node.dns", str(layout.component_kubeconfig("dns")), str(hosts)]
-    start_process(layout, "dns-stand-in", updater)
+    updater = [sys.executable, "-m", "testbed.node.dns", str(layout.component_kubeconfig("dns")), str(hosts)]
+    # The test bed is not installed (it is not part of the product): `-m` finds it from the checkout's root.
+    start_process(layout, "dns-stand-in", updater, cwd=CHECKOUT)
 
 
 def api_client(layout: Layout):
@@ -376,7 +386,7 @@ def up(net: Network, layout: Layout, echo: Echo, platform: tuple[RepoTree, str] 
     make_pki(net, layout)
     write_configs(net, layout, "localhost/dask-platform-node/pause:1")
     if platform:
-        from dask_platform.node import images
+        from testbed.node import images
 
         images.build_platform(*platform[:1], layout, platform[1], echo)
     start_runtime(net, layout, echo)

@@ -1,4 +1,4 @@
-"""Real Dask scheduler and worker processes on 127.0.0.1 for tests, started with the `dask` CLI."""
+"""Real Dask scheduler and worker processes on 127.0.0.1 for tests and benchmarks, started with the `dask` CLI."""
 
 from __future__ import annotations
 
