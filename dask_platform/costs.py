@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dask_platform.clusters import Cluster
-from dask_platform.nodes import allocatable
+from dask_platform.machines import allocatable
 from dask_platform.provision import NODE_GROUP_LABEL, NodeGroup, node_groups
 from dask_platform.quantity import parse_quantity
 from dask_platform.repo import RepoTree

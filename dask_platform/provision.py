@@ -27,7 +27,7 @@ from dask_platform.identity import (
     build_gke_identity_commands,
     identities,
 )
-from dask_platform.nodes import AKS_MAX_PODS, allocatable
+from dask_platform.machines import AKS_MAX_PODS, allocatable
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ EKS_EBS_CSI_ADDON = {"name": "aws-ebs-csi-driver", "wellKnownPolicies": {"ebsCSI
 #   dataplane-v2).
 GKE_NETWORK_POLICY = ["--enable-dataplane-v2"]
 # AKS: Azure CNI Overlay powered by Cilium (learn.microsoft.com/azure/aks/azure-cni-powered-by-cilium; the API
-#   requires --network-policy cilium with the Cilium dataplane). --max-pods: what nodes.py's reservations assume.
+#   requires --network-policy cilium with the Cilium dataplane). --max-pods: what machines.py's reservations assume.
 AKS_NETWORK = [
     "--network-plugin=azure",
     "--network-plugin-mode=overlay",
@@ -288,7 +288,7 @@ def capacity_lines(cluster: Cluster) -> list[str]:
     for g in node_groups(cluster):
         room = allocatable(cluster.cloud, g.instance_type)
         if room is not None:
-            lines.append(f"# node group {g.name}: {room.describe()} (dask_platform/nodes.py)")
+            lines.append(f"# node group {g.name}: {room.describe()} (dask_platform/machines.py)")
     return lines
 
 

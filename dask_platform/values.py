@@ -207,9 +207,9 @@ def _enabled(effective: dict[str, Any], path: list[Any]) -> bool:
 
 
 def node_fit_problems(cluster: Cluster, effective: dict[str, Any]) -> Iterator[tuple[list[Any], str]]:
-    """A pod whose requests exceed what one node of the group it selects leaves for pods (nodes.py: capacity
+    """A pod whose requests exceed what one node of the group it selects leaves for pods (machines.py: capacity
     minus the cloud's reservations and DaemonSets) would stay Pending: the key path of the request."""
-    from dask_platform.nodes import allocatable
+    from dask_platform.machines import allocatable
     from dask_platform.provision import NODE_GROUP_LABEL, node_groups
 
     label = NODE_GROUP_LABEL.get(cluster.cloud)
@@ -234,6 +234,6 @@ def node_fit_problems(cluster: Cluster, effective: dict[str, Any]) -> Iterator[t
                 yield (
                     [*path, "requests", resource],
                     f"request {request} does not fit a node of group {group!r} ({room.describe()} after the "
-                    f"cloud's reservations and DaemonSets, dask_platform/nodes.py): expected at most "
+                    f"cloud's reservations and DaemonSets, dask_platform/machines.py): expected at most "
                     f"{f'{room.cpu_m}m' if resource == 'cpu' else format_bytes(room.memory_bytes)}",
                 )

@@ -66,7 +66,7 @@ def test_a_source_range_that_is_not_a_cidr_is_refused(scratch: RepoTree, helm):
         render.render_clusters(scratch, ["aws-example"], helm)
 
 
-# --- what a node leaves for pods (dask_platform/nodes.py) -------------------------------------------------------
+# --- what a node leaves for pods (dask_platform/machines.py) ----------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -74,7 +74,7 @@ def test_a_source_range_that_is_not_a_cidr_is_refused(scratch: RepoTree, helm):
 )
 def test_aks_cpu_reservation_is_its_published_table(cores, millicores):
     """learn.microsoft.com/azure/aks/node-resource-reservations: the CPU table, row by row."""
-    from dask_platform.nodes import Machine, reserved_cpu_m
+    from dask_platform.machines import Machine, reserved_cpu_m
 
     assert reserved_cpu_m("azure", Machine(cores, 16384, 110)) == millicores
 
@@ -82,14 +82,14 @@ def test_aks_cpu_reservation_is_its_published_table(cores, millicores):
 @pytest.mark.parametrize(("cores", "millicores"), [(1, 60), (2, 70), (4, 80), (8, 90), (16, 110)])
 def test_eks_and_gke_cpu_reservation(cores, millicores):
     """nodeadm config.go and autoscaler gce/reserved.go: 6% / 1% / 0.5% / 0.25% tiers."""
-    from dask_platform.nodes import Machine, reserved_cpu_m
+    from dask_platform.machines import Machine, reserved_cpu_m
 
     assert reserved_cpu_m("aws", Machine(cores, 16384, 58)) == millicores
     assert reserved_cpu_m("gcp", Machine(cores, 16384, 110)) == millicores
 
 
 def test_memory_reservations_follow_each_clouds_formula():
-    from dask_platform.nodes import MACHINES, reserved_memory_mib
+    from dask_platform.machines import MACHINES, reserved_memory_mib
 
     # EKS: 11 x maxPods + 255 MiB + 100 MiB eviction + 7.5% kernel: m6i.xlarge (58 pods) 893 + 100 + 1228.8
     assert reserved_memory_mib("aws", MACHINES["aws"]["m6i.xlarge"]) == int(893 + 100 + 16384 * 0.075)
@@ -102,7 +102,7 @@ def test_memory_reservations_follow_each_clouds_formula():
 def test_every_pod_of_every_example_fits_one_node_of_the_group_it_selects(rendered, clouds_by_cluster):
     """Judged on the rendered objects, independently of the render-time check in values.py."""
     from dask_platform.clusters import load_cluster
-    from dask_platform.nodes import allocatable
+    from dask_platform.machines import allocatable
     from dask_platform.provision import NODE_GROUP_LABEL, node_groups
     from dask_platform.quantity import parse_quantity
     from tests.support.repo import REPO

@@ -160,7 +160,7 @@ def test_gke_binds_each_rendered_service_account_to_its_iam_service_account():
 
 
 def test_aks_federates_each_rendered_service_account_and_enforces_network_policy():
-    from dask_platform.nodes import AKS_MAX_PODS
+    from dask_platform.machines import AKS_MAX_PODS
 
     cluster = load_cluster(REPO, "azure-example")
     commands = build_aks_commands(cluster, committed_objects(REPO, cluster.name))
