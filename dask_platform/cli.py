@@ -1,15 +1,6 @@
-"""The `dask-platform` command line: thin click commands over the library's functions.
-
-    dask-platform render --all [--check]     clusters/*/rendered/ and the Argo CD manifests
-    dask-platform schema [--check]           the chart's values.schema.json
-    dask-platform versions show|sync|check   what derives from the pins in pyproject.toml
-    dask-platform images show|check          the images the clusters pull; the deploy branch's gate
-    dask-platform values set TARGET K=V      one values change, validated, re-rendered
-    dask-platform validate [--base REF]      every check a reviewer and CI run
-    dask-platform plan CLUSTER               how to create the cluster (eksctl, gcloud, az, minikube)
-    dask-platform bootstrap CLUSTER|--fleet  point a cluster's own Argo CD, or the fleet's, at this repository
-    dask-platform submit JOB [OPTIONS]       run a job (scripts/submit.py is the same group)
-    dask-platform doctor                     versions here, pinned, on a cluster and in the image
+"""The `dask-platform` command line: thin click commands over the library's functions. `dask-platform --help`
+lists the commands (render, schema, versions, images, values, validate, plan, cost, bootstrap, jupyter-token,
+submit, doctor); each has its own --help.
 
 Every command takes the repository from ``--repo`` (default: the checkout this package is installed from).
 A UserError prints one line naming the file and key path, and exits 2.

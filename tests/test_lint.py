@@ -5,7 +5,7 @@ nothing edits sys.path, scripts/ holds only thin entry points, functions stay sh
 from __future__ import annotations
 
 import ast
-import pkgutil
+import re
 import subprocess
 import sys
 import zipfile
@@ -92,10 +92,26 @@ def test_the_test_bed_is_outside_the_product_package():
 
     assert Path(testbed.__file__).parent == REPO_ROOT / "testbed"
     assert (REPO_ROOT / "dask_platform") not in Path(testbed.node.__file__).parents
-    product = [m.name for m in pkgutil.walk_packages(dask_platform.__path__, "dask_platform.")]
-    named_like_it = [m for m in product if m.rsplit(".", 1)[-1].startswith(("node", "testbed"))]
+    product = [p for p in (REPO_ROOT / "dask_platform").rglob("*") if "__pycache__" not in p.parts]
+    named_like_it = [str(p.relative_to(REPO_ROOT)) for p in product if p.name.startswith(("node", "testbed"))]
     assert named_like_it == []
     assert list((REPO_ROOT / "dask_platform").rglob("*.c")) == [], "C sources (the node's pause.c) are the test bed's"
+
+
+def test_the_package_docstring_lists_its_modules():
+    """dask_platform/__init__.py's module list names every module and subpackage, and nothing else."""
+    listed = set(re.findall(r"^    (\w+/?)  ", dask_platform.__doc__, re.MULTILINE))
+    present = {p.stem for p in (REPO_ROOT / "dask_platform").glob("*.py")} - {"__init__", "__main__"}
+    present |= {f"{p.name}/" for p in (REPO_ROOT / "dask_platform").iterdir() if p.is_dir() and any(p.glob("*.py"))}
+    assert listed == present
+
+
+def test_the_cli_docstring_names_its_commands():
+    """cli.py's docstring names exactly the commands `dask-platform --help` lists."""
+    from dask_platform import cli
+
+    named = re.search(r"lists the commands \(([^)]*)\)", cli.__doc__).group(1)
+    assert {c.strip() for c in named.split(",")} == set(cli.main.commands)
 
 
 def test_the_wheel_ships_the_product_and_the_jobs_only(tmp_path: Path):
