@@ -1,9 +1,13 @@
-"""The chart's values.schema.json, generated from its documented source values.schema.yaml."""
+"""The chart's values.schema.json, generated from its documented source values.schema.yaml; and the schema errors
+users see (cluster.yaml against clusters/cluster.schema.yaml, values against the chart's schema): sorted, and each
+explained as a key path and a message."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+import jsonschema
 
 from dask_platform.errors import UserError
 from dask_platform.generated import Output
@@ -26,3 +30,35 @@ def schema_outputs(tree: RepoTree) -> list[Output]:
     """values.schema.json, which helm (and so Argo CD) enforces."""
     text = json.dumps({"$comment": GENERATED_NOTE, **load_schema(tree)}, indent=2, ensure_ascii=False) + "\n"
     return [Output(tree.chart / "values.schema.json", text)]
+
+
+def schema_errors(instance: Any, schema: dict[str, Any]) -> list[jsonschema.ValidationError]:
+    validator = jsonschema.Draft7Validator(schema)
+    return sorted(validator.iter_errors(instance), key=lambda e: (list(map(str, e.absolute_path)), e.message))
+
+
+# Top-level values keys that moved into the component they configure (chart 0.1.0 layout -> per component).
+MOVED_KEYS = {
+    "serviceAccounts": "dask.serviceAccount, jupyter.serviceAccount and cluster-autoscaler.serviceAccount",
+    "rbac": "jupyter.rbac.readPods",
+    "networkPolicy": "global.networkPolicy",
+}
+
+
+def explain(err: jsonschema.ValidationError) -> tuple[list[Any], str]:
+    """The key path and message a user should see: an unknown key is named in the path itself, with the
+    keys that are allowed there (or where it moved)."""
+    path = list(err.absolute_path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = sorted(err.schema.get("properties", {}))
+        unknown = sorted(k for k in err.instance if k not in allowed)
+        if unknown and allowed:
+            key = unknown[0]
+            if not path and key in MOVED_KEYS:
+                return [key], f"unknown key {key!r}: it moved to {MOVED_KEYS[key]}"
+            return [*path, key], f"unknown key {key!r}; expected one of: {', '.join(allowed)}"
+    if err.validator == "not" and err.parent is None:
+        # A refused value (e.g. a placeholder): the schema says why in the key's description.
+        reason = " ".join(str(err.schema.get("description", "")).split()) if isinstance(err.schema, dict) else ""
+        return path, f"{err.instance!r} is refused{': ' + reason if reason else ''}"
+    return path, err.message
