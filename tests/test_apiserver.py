@@ -1,4 +1,4 @@
-"""Against a real kube-apiserver + etcd (tests/support/envtest.py): what Argo CD does with the rendered manifests, the
+"""Against a real kube-apiserver + etcd (testbed/envtest.py): what Argo CD does with the rendered manifests, the
 helm lifecycle through pyhelm3, and RBAC proven with SubjectAccessReview.
 
 The server is 1.20 (the newest Debian can build); objects of API versions it lacks are checked offline by

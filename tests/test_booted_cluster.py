@@ -1,4 +1,4 @@
-"""The Dask cluster the rendered manifests describe, booted as local processes (tests/support/boot.py), runs the
+"""The Dask cluster the rendered manifests describe, booted as local processes (testbed/boot.py), runs the
 Rossmann job; Jupyter's DASK_SCHEDULER_ADDRESS reaches it; every cloud's rendering gives the same results."""
 
 from __future__ import annotations
