@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from testbed import CHECKOUT
 from testbed.daskproc import free_port, wait_for_port
 
-ROOT = Path(__file__).resolve().parents[2]
-AZURITE = ROOT / "scripts" / "emulators" / "node_modules" / ".bin" / "azurite-blob"
+AZURITE = CHECKOUT / "scripts" / "emulators" / "node_modules" / ".bin" / "azurite-blob"
 
 # Azurite's well-known development account (Azure/Azurite README, "Default Storage Account"): public by design.
 AZURITE_ACCOUNT = "devstoreaccount1"

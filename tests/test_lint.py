@@ -98,6 +98,18 @@ def test_the_test_bed_is_outside_the_product_package():
     assert list((REPO_ROOT / "dask_platform").rglob("*.c")) == [], "C sources (the node's pause.c) are the test bed's"
 
 
+def test_the_test_bed_finds_the_checkout_in_one_place():
+    """testbed.CHECKOUT is the checkout's root; no other test-bed module counts parent folders of its own file (a
+    count that silently breaks when a module moves: Azurite's path did, and its tests were skipped)."""
+    counted = [
+        str(path.relative_to(REPO_ROOT))
+        for path in sorted((REPO_ROOT / "testbed").rglob("*.py"))
+        if path.name != "__init__.py" or path.parent.name != "testbed"
+        if re.search(r"__file__\)(\.resolve\(\))?\.(parents\[|parent\.parent)", path.read_text())
+    ]
+    assert counted == []
+
+
 def test_the_package_docstring_lists_its_modules():
     """dask_platform/__init__.py's module list names every module and subpackage, and nothing else."""
     listed = set(re.findall(r"^    (\w+/?)  ", dask_platform.__doc__, re.MULTILINE))
