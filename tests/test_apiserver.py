@@ -21,7 +21,7 @@ from dask_platform.render import render_clusters
 from dask_platform.repo import RepoTree
 from dask_platform.values import build_values
 from tests.conftest import REPO
-from tests.support.argo import ArgoApplication
+from tests.support.argo import ArgoApplication, sync_options
 from tests.support.envtest import ControlPlane, start_control_plane
 
 REPO_ROOT, CHART_DIR = REPO.root, REPO.chart
@@ -92,23 +92,6 @@ def live_objects(api, kinds: set[tuple[str, str]], namespace: str) -> set[str]:
     return out
 
 
-def argo_sync(api, objects: list[dict[str, Any]], namespace: str, known_kinds: set[tuple[str, str]]) -> list[str]:
-    """What Argo CD's automated sync does: create the namespace, server-side apply every object, prune platform
-    objects that are no longer in the manifests. Returns the pruned kind/names."""
-    ensure_namespace(api, namespace)
-    server_side_apply(objects, api)
-    wanted = {f"{o['kind']}/{o['metadata']['name']}" for o in objects}
-    pruned = []
-    for api_version, kind in known_kinds:
-        resource = dynamic(api).resources.get(api_version=api_version, kind=kind)
-        ns = namespace if resource.namespaced else None
-        for item in resource.get(namespace=ns, label_selector=PART_OF).items:
-            if f"{kind}/{item.metadata.name}" not in wanted:
-                resource.delete(name=item.metadata.name, namespace=ns)
-                pruned.append(f"{kind}/{item.metadata.name}")
-    return pruned
-
-
 def kinds_of(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
     return {(o["apiVersion"], o["kind"]) for o in objects}
 
@@ -126,7 +109,9 @@ def test_argo_sync_applies_then_prunes_to_exactly_the_new_set(api, name: str, sc
     assert any(entry.startswith("policy/v1 PodDisruptionBudget/dask-worker-") for entry in left_out)
     namespace = objects[0]["metadata"].get("namespace", "dask")
     kinds = kinds_of(objects)
-    argo_sync(api, objects, namespace, kinds)
+    application = yaml.safe_load(REPO.application_file(name).read_text())
+    argo = ArgoApplication(api)
+    argo.sync(application, objects)
     assert live_objects(api, kinds, namespace) == {f"{o['kind']}/{o['metadata']['name']}" for o in objects}
     again = server_side_apply(objects, api)  # idempotent: a second sync only reconfigures
     assert all(line.endswith("configured") for line in again)
@@ -139,9 +124,12 @@ def test_argo_sync_applies_then_prunes_to_exactly_the_new_set(api, name: str, sc
     )
     cluster_file.write_text(yaml.safe_dump(doc))
     new_objects, _ = served(api, render_clusters(scratch, [name], helm)[0].objects)
-    pruned = argo_sync(api, new_objects, namespace, kinds | kinds_of(new_objects))
+    pruned = argo.sync(application, new_objects)
     assert "Deployment/dask-jupyter" in pruned and "ServiceAccount/dask-jupyter" in pruned
-    assert live_objects(api, kinds, namespace) == {f"{o['kind']}/{o['metadata']['name']}" for o in new_objects}
+    kept = {f"{o['kind']}/{o['metadata']['name']}" for o in objects if "Prune=false" in sync_options(o)}
+    assert kept == ({"PersistentVolumeClaim/dask-jupyter"} if name != "minikube" else set())  # the users' notebooks
+    new_names = {f"{o['kind']}/{o['metadata']['name']}" for o in new_objects}
+    assert live_objects(api, kinds, namespace) == new_names | kept
     worker = (
         dynamic(api)
         .resources.get(api_version="apps/v1", kind="Deployment")
@@ -149,8 +137,24 @@ def test_argo_sync_applies_then_prunes_to_exactly_the_new_set(api, name: str, sc
     )
     assert worker.spec.replicas == 3
 
-    argo_sync(api, [], namespace, kinds | kinds_of(new_objects))  # leave the server empty for the next cluster
+    argo.sync(application, [])  # leave the server empty for the next cluster
+    for entry in kept:
+        delete_claim(api, entry.split("/")[1], namespace)
     assert live_objects(api, kinds, namespace) == set()
+
+
+def delete_claim(api, name: str, namespace: str) -> None:
+    """Delete a PersistentVolumeClaim by hand, as its docs say, and drop the kubernetes.io/pvc-protection finalizer
+    the way the controller manager's pvc-protection controller does once no pod uses the claim (this server runs
+    no controllers)."""
+    claims = dynamic(api).resources.get(api_version="v1", kind="PersistentVolumeClaim")
+    claims.delete(name=name, namespace=namespace)
+    claims.patch(
+        name=name,
+        namespace=namespace,
+        body={"metadata": {"finalizers": None}},
+        content_type="application/merge-patch+json",
+    )
 
 
 def test_server_rejects_what_it_should(api):
@@ -289,7 +293,9 @@ def test_helm_install_upgrade_rollback_uninstall(api, control_plane: ControlPlan
     assert seen["upgraded_replicas"] == 7
     assert seen["rolled_back_replicas"] == user["dask"]["workerGroups"]["default"]["replicas"]
     assert seen["history"] == [1, 2, 3]
-    assert seen["after"] == set(), f"left behind: {seen['after']}"
+    # helm keeps the users' notebooks (helm.sh/resource-policy: keep on the home claim), and only them.
+    assert seen["after"] == {"PersistentVolumeClaim/lc-jupyter"}, f"left behind: {seen['after']}"
+    delete_claim(api, "lc-jupyter", namespace)
 
 
 def _replicas(api, namespace: str, name: str) -> int:
@@ -396,9 +402,7 @@ def test_jupyters_home_outlives_prune_and_application_deletion(api, flows: RepoT
     deleted = argo.delete_application()
     assert "Deployment/dask-jupyter" in deleted and "PersistentVolumeClaim/dask-jupyter" not in deleted
     assert live_objects(api, claims, "flows") == {"PersistentVolumeClaim/dask-jupyter"}
-    dynamic(api).resources.get(api_version="v1", kind="PersistentVolumeClaim").delete(
-        name="dask-jupyter", namespace="flows"
-    )
+    delete_claim(api, "dask-jupyter", "flows")
 
 
 def load_tree_rendered(tree: RepoTree, name: str) -> list[dict[str, Any]]:
