@@ -199,8 +199,8 @@ EKS_NAT_GATEWAY = "Single"
 # platform image (global.image; gcloud compute routers nats create --auto-allocate-nat-external-ips
 # --nat-all-subnet-ip-ranges, gcloud reference) and Private Google Access on the subnet to reach Google APIs directly.
 GKE_NETWORK = "default"
-# AKS: nodes have no public IP unless --enable-node-public-ip (az aks create reference) and the internal load
-# balancer stays in the VNet: nothing to change.
+# AKS: nodes get a public IP only when asked (--enable-node-public-ip: AKS docs, use-node-public-ips) and the
+# internal load balancer stays in the VNet: nothing to change.
 
 
 def _require(cluster: Cluster, key: str) -> str:
