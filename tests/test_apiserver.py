@@ -2,7 +2,9 @@
 helm lifecycle through pyhelm3, and RBAC proven with SubjectAccessReview.
 
 The server is 1.20 (the newest Debian can build); objects of API versions it lacks are checked offline by
-tests/test_kubernetes_valid.py and named here when left out. Never skipped in CI: a missing server fails there.
+tests/test_kubernetes_valid.py and named here when left out. Argo CD's, KEDA's and prometheus-operator's objects
+are created for real, under CRDs built from their upstream identities (tests/support/crds.py; their spec is
+checked offline against the real schemas by tests/test_argocd.py). Never skipped in CI: a missing server fails there.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import yaml
 
 from dask_platform.bootstrap import bootstrap_objects, server_side_apply
 from dask_platform.clusters import load_cluster
+from dask_platform.crdschema import is_custom
 from dask_platform.errors import UserError
-from dask_platform.render import render_clusters
+from dask_platform.render import all_feature_objects, render_clusters
 from dask_platform.repo import RepoTree
 from dask_platform.values import build_values
 from tests.conftest import REPO
+from tests.support import crds as crd
 from tests.support.argo import ArgoApplication, sync_options
 from tests.support.envtest import ControlPlane, start_control_plane
 
@@ -48,6 +52,13 @@ def api(control_plane: ControlPlane):
     from kubernetes import config
 
     return config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+
+
+@pytest.fixture(scope="module")
+def crds(api) -> tuple[crd.CrdIdentity, ...]:
+    """Argo CD's, KEDA's and prometheus-operator's CRDs on the server (tests/support/crds.py)."""
+    crd.install_crds(api)
+    return crd.ALL
 
 
 def dynamic(api):
@@ -172,15 +183,131 @@ def test_server_rejects_what_it_should(api):
         server_side_apply([bad], api)
 
 
-def test_bootstrap_needs_argo_cd_and_says_so(api):
-    """`dask-platform bootstrap` against the server: without Argo CD's CRDs it stops with a clear message.
+def argo_manifests() -> list[dict[str, Any]]:
+    """What Argo CD itself reads: the committed AppProject, ApplicationSet and every cluster's Application."""
+    paths = sorted(REPO.argocd_dir.glob("*.yaml")) + sorted(REPO.clusters_dir.glob("*/application.yaml"))
+    return [yaml.safe_load(p.read_text()) for p in paths]
 
-    Creating the AppProject/Application themselves is not done here: the Debian-built 1.20 apiserver crashes
-    encoding any custom resource (its vendored reflect2 predates Go 1.18's map iteration), so their content is
-    validated offline against Argo CD's CRD schemas (tests/test_argocd.py) instead."""
+
+def read_back(api, obj: dict[str, Any]) -> dict[str, Any]:
+    resource = dynamic(api).resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+    return resource.get(name=obj["metadata"]["name"], namespace=obj["metadata"].get("namespace")).to_dict()
+
+
+def delete_custom(api, obj: dict[str, Any]) -> None:
+    """Delete ``obj``; a finalizer Argo CD's controller would lift (its resources deleted) is lifted here."""
+    resource = dynamic(api).resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+    meta = obj["metadata"]
+    resource.delete(name=meta["name"], namespace=meta.get("namespace"))
+    if meta.get("finalizers"):
+        resource.patch(
+            body={"metadata": {"finalizers": None}}, name=meta["name"], namespace=meta.get("namespace"),
+            content_type="application/merge-patch+json",
+        )  # fmt: skip
+
+
+def test_bootstrap_without_argo_cd_says_so_and_with_it_creates_the_project_and_appset(api, crds):
+    """`dask-platform bootstrap` against the server: without Argo CD's CRDs it stops with a clear message; with them
+    it creates the AppProject and the ApplicationSet, which the server stores and returns as applied; a second run
+    only reconfigures. (Before kube-build.sh put reflect2 1.0.2 and json-iterator 1.1.12 under the Debian-built
+    apiserver, it crashed encoding any custom resource and this was checked offline only.)"""
     ensure_namespace(api, "argocd")
-    with pytest.raises(UserError, match=r"no AppProject \(argoproj.io/v1alpha1\) resource: install Argo CD first"):
-        server_side_apply(bootstrap_objects(REPO, "minikube"), api)
+    crd.remove_crds(api, crd.ARGO_CD)
+    try:
+        with pytest.raises(UserError, match=r"no AppProject \(argoproj.io/v1alpha1\) resource: install Argo CD first"):
+            server_side_apply(bootstrap_objects(REPO, "minikube"), api)
+    finally:
+        crd.install_crds(api, crd.ARGO_CD)
+    objects = bootstrap_objects(REPO, "minikube")
+    assert server_side_apply(objects, api) == [
+        "AppProject/dask-platform: created",
+        "ApplicationSet/dask-platform-minikube: created",
+    ]
+    for obj in objects:
+        live = read_back(api, obj)
+        assert live["spec"] == obj["spec"] and live["metadata"].get("labels") == obj["metadata"].get("labels")
+    assert all(line.endswith("configured") for line in server_side_apply(objects, api))
+    for obj in objects:
+        delete_custom(api, obj)
+
+
+def test_every_custom_resource_is_created_for_real(api, crds):
+    """Every Argo CD manifest Argo CD reads (AppProject, ApplicationSet, each cluster's Application) is stored as
+    written. Deleting an Application waits for Argo CD's resources finalizer, as tests/support/argo.py's model of
+    deleting an Application assumes."""
+    objects = argo_manifests()
+    assert {o["kind"] for o in objects} == {"AppProject", "ApplicationSet", "Application"}
+    for namespace in {o["metadata"]["namespace"] for o in objects}:
+        ensure_namespace(api, namespace)
+    assert all(line.endswith(": created") for line in server_side_apply(objects, api))
+    for obj in objects:
+        assert read_back(api, obj)["spec"] == obj["spec"], obj["metadata"]["name"]
+    application = next(o for o in objects if o["kind"] == "Application")
+    assert application["metadata"]["finalizers"] == ["resources-finalizer.argocd.argoproj.io"]
+    dynamic(api).resources.get(api_version=application["apiVersion"], kind="Application").delete(
+        name=application["metadata"]["name"], namespace=application["metadata"]["namespace"]
+    )
+    held = read_back(api, application)["metadata"]
+    assert held["deletionTimestamp"] and held["finalizers"] == ["resources-finalizer.argocd.argoproj.io"]
+    for obj in objects:
+        delete_custom(api, obj)
+    assert not [o for o in objects if _exists(api, o)]
+
+
+def _exists(api, obj: dict[str, Any]) -> bool:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        read_back(api, obj)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def numeric_quantities(obj: dict[str, Any]) -> list[str]:
+    """The container resource quantities ``obj`` writes as numbers. 1.20's server-side apply types a Quantity as a
+    string and refuses them ("expected string"); newer servers take them, their kube-openapi typing
+    io.k8s.apimachinery.pkg.api.resource.Quantity as an untyped scalar (kube-openapi pkg/schemaconv/smd.go)."""
+    pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return [
+        f"{container['name']} {kind}.{name}"
+        for container in pod.get("containers", []) + pod.get("initContainers", [])
+        for kind in ("limits", "requests")
+        for name, value in ((container.get("resources") or {}).get(kind) or {}).items()
+        if not isinstance(value, str)
+    ]
+
+
+def test_every_optional_feature_syncs_with_its_custom_resources(api, crds, helm):
+    """The chart with every optional feature on, synced as Argo CD syncs it (tests/support/argo.py): the KEDA
+    ScaledObject and the PodMonitor are applied with the rest, stored as rendered, and pruned when a values change
+    drops them. Left out: policy/v1 (absent on 1.20) and the GPU group's Deployment, whose numeric GPU limit only
+    1.20's server-side apply refuses (numeric_quantities)."""
+    objects, left_out = served(api, all_feature_objects(REPO, helm))
+    assert {entry.split()[1].split("/")[0] for entry in left_out} == {"PodDisruptionBudget"}, left_out
+    numeric = {f"{o['kind']}/{o['metadata']['name']}": numeric_quantities(o) for o in objects}
+    objects = [o for o in objects if not numeric[f"{o['kind']}/{o['metadata']['name']}"]]
+    assert {k: v for k, v in numeric.items() if v} == {"Deployment/dask-worker-gpu": ["worker limits.nvidia.com/gpu"]}
+    custom = [o for o in objects if is_custom(o)]
+    assert {o["kind"] for o in custom} == {"ScaledObject", "PodMonitor"}
+    application = yaml.safe_load(REPO.application_file("minikube").read_text())
+    namespace, kinds, argo = application["spec"]["destination"]["namespace"], kinds_of(objects), ArgoApplication(api)
+    assert {o["metadata"].get("namespace", namespace) for o in objects} == {namespace}
+    argo.sync(application, objects)
+    assert live_objects(api, kinds, namespace) == {f"{o['kind']}/{o['metadata']['name']}" for o in objects}
+    for obj in custom:
+        assert read_back(api, obj)["spec"] == obj["spec"], obj["metadata"]["name"]
+    assert all(line.endswith("configured") for line in server_side_apply(objects, api))
+    pruned = argo.sync(application, [o for o in objects if not is_custom(o)])
+    assert sorted(pruned) == sorted(f"{o['kind']}/{o['metadata']['name']}" for o in custom)
+    assert live_objects(api, kinds_of(custom), namespace) == set()
+    argo.sync(application, [])
+    for obj in objects:
+        if "Prune=false" in sync_options(obj):
+            delete_claim(api, obj["metadata"]["name"], namespace)
+    assert live_objects(api, kinds, namespace) == set()
 
 
 def test_the_secrets_jupyter_needs_are_created_once(api):
@@ -332,7 +459,7 @@ def flows(api, scratch: RepoTree) -> RepoTree:
     yield scratch
 
 
-def test_values_flows_through_argo_cds_sync(api, flows: RepoTree):
+def test_values_flows_through_argo_cds_sync(api, crds, flows: RepoTree):
     """The documented flows, each a `values set` -> `render --all` -> Argo CD sync (modelled, on the real server):
     a worker count reaches the cluster; switching the group to autoscaling keeps the count KEDA's HPA set and later
     syncs keep KEDA's; switching back restores the values' count. Before, every Deployment's replicas were
@@ -369,6 +496,7 @@ def test_values_flows_through_argo_cds_sync(api, flows: RepoTree):
     hpa_scales_to(7)  # KEDA's HPA, once the ScaledObject exists
     sync()
     assert _replicas(api, namespace, name) == 7  # the switch keeps what runs
+    assert live_objects(api, {("keda.sh/v1alpha1", "ScaledObject")}, namespace) == {f"ScaledObject/{name}"}
     hpa_scales_to(3)
     sync()
     assert _replicas(api, namespace, name) == 3  # and later syncs keep KEDA's count
@@ -376,6 +504,7 @@ def test_values_flows_through_argo_cds_sync(api, flows: RepoTree):
     values_set(flows, "dask.workerGroups.default.autoscaling.enabled=false")
     sync()
     assert _replicas(api, namespace, name) == 6  # back to the values' count
+    assert live_objects(api, {("keda.sh/v1alpha1", "ScaledObject")}, namespace) == set()  # pruned
     assert argo.delete_application()
     assert live_objects(api, {("apps/v1", "Deployment")}, namespace) == set()
 
