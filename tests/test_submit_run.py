@@ -16,9 +16,9 @@ from dask_platform.cli import main as cli
 from dask_platform.cli import submit_group
 from dask_platform.errors import UserError
 from dask_platform.submit.run import doctor_report, submit
-from dask_platform.submit.shipping import ensure_job_code, jobs_fingerprint, remote_fingerprints
 from dask_platform.submit.target import Connection
 from jobs.rossmann.job import RossmannOptions
+from jobs.shipping import fingerprint, remote_fingerprints, ship
 from tests.conftest import REPO
 from tests.support.daskproc import free_port, local_dask, run_cli
 
@@ -88,8 +88,8 @@ def test_uploaded_code_is_found_the_second_time(remote_run):
 
     cluster, _, _ = remote_run
     with Client(cluster.address) as client:
-        assert set(remote_fingerprints(client).values()) == {jobs_fingerprint()}
-        assert "already importable" in ensure_job_code(client)
+        assert set(remote_fingerprints(client).values()) == {fingerprint()}
+        assert "already importable" in ship(client)
 
 
 def test_doctor_compares_this_machine_the_pins_and_the_cluster(remote_run):

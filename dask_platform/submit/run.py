@@ -23,10 +23,10 @@ from dask_platform.submit.access import (
     scheduler_service,
 )
 from dask_platform.submit.compat import COMPARED, remote_versions, version_table
-from dask_platform.submit.shipping import ensure_job_code
 from dask_platform.submit.target import Connection, RunTarget, resolve_run_target
 from jobs.registry import get_job
 from jobs.runtime import VERSIONED_PACKAGES, local_versions
+from jobs.shipping import ShippingError, ship
 
 
 def submit(
@@ -52,12 +52,20 @@ def submit(
         else:
             check_versions(client, conn.allow_version_mismatch, echo)
             wait_for_first_worker(client, conn.worker_timeout, echo)
-            shipping = ensure_job_code(client)
+            shipping = ship_job_code(client)
             echo(f"code: {shipping}")
         echo(f"running {job_name} on {address} ({target.source})")
         summary = job.run(client, options, scheduler_address=address, code_shipping=shipping)
     echo(job.format(summary))
     return summary
+
+
+def ship_job_code(client: Any) -> str:
+    """This checkout's jobs package on the scheduler and every worker (jobs.shipping), or a one-line error."""
+    try:
+        return ship(client)
+    except ShippingError as exc:
+        raise UserError(str(exc)) from None
 
 
 def wait_for_first_worker(client: Any, timeout_s: float, echo: Callable[[str], None]) -> None:
