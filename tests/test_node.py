@@ -25,7 +25,8 @@ import yaml
 from dask_platform.bootstrap import ensure_jupyter_token, server_side_apply
 from dask_platform.render import RenderedCluster, render_clusters
 from dask_platform.repo import RepoTree
-from dask_platform.submit.access import ServiceRef, port_forward, worker_spawn_environ
+from dask_platform.submit.embedded import worker_spawn_environ
+from dask_platform.submit.kube import ServiceRef, port_forward
 from tests.support.daskproc import small_run_args
 from tests.support.node import NAMESPACE, RELEASE, Node, node_cluster
 from tests.support.scratch import scratch_copy
