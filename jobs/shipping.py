@@ -1,5 +1,15 @@
-"""How the job code gets to the cluster: the ``jobs`` package is compared by a fingerprint of its sources, and
-zipped and sent with ``Client.upload_file`` when the scheduler or a worker imports another version (or none)."""
+"""The job code on the cluster: the scheduler and the workers run the ``jobs`` package of whoever submits.
+
+The platform image carries no job code (its tag hashes the environment only), so editing a job changes no deployed
+file and restarts nothing. A client ships the package it imports instead: ``ship(client)`` compares a fingerprint of
+its sources with what the scheduler and each worker import and, when they differ, sends a zip of it with
+``Client.upload_file``, which distributed registers as a scheduler plugin and a worker plugin: the scheduler (which
+unpickles the task graphs) and every worker get it, workers that join later too. `dask-platform submit` calls it;
+so does a notebook, once its Client is connected::
+
+    from jobs.shipping import ship
+    print(ship(client))
+"""
 
 from __future__ import annotations
 
@@ -10,14 +20,15 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import jobs
-from dask_platform.errors import UserError
-
-# The jobs package this client runs (and would pickle): the code the cluster must import too.
-JOBS_DIR = Path(jobs.__file__).resolve().parent
+# The jobs package this process runs (and would pickle): the code the cluster must import too.
+JOBS_DIR = Path(__file__).resolve().parent
 
 
-def jobs_fingerprint(folder: Path = JOBS_DIR) -> str:
+class ShippingError(RuntimeError):
+    """The cluster still imports other job code after the upload."""
+
+
+def fingerprint(folder: Path = JOBS_DIR) -> str:
     """A hash of the jobs package's Python sources: equal on both sides means the same code."""
     digest = hashlib.sha256()
     for path in sorted(folder.rglob("*.py")):
@@ -26,9 +37,9 @@ def jobs_fingerprint(folder: Path = JOBS_DIR) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_jobs_archive(target_dir: Path, folder: Path = JOBS_DIR) -> Path:
+def build_archive(target_dir: Path, folder: Path = JOBS_DIR) -> Path:
     """A zip of the jobs package (sources only), importable once on sys.path: what upload_file sends."""
-    path = target_dir / f"jobs-{jobs_fingerprint(folder)}.zip"
+    path = target_dir / f"jobs-{fingerprint(folder)}.zip"
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
         for source in sorted(folder.rglob("*.py")):
             zf.write(source, source.relative_to(folder.parent).as_posix())
@@ -71,10 +82,10 @@ def _remote_fingerprint() -> str:
 
 
 def remote_fingerprints(client: Any) -> dict[str, str]:
-    """The jobs fingerprint on the scheduler and on each worker."""
+    """The jobs fingerprint on the scheduler (key ``scheduler``) and on each worker (its address)."""
     import cloudpickle
 
-    this_module = sys.modules[__name__]  # the cluster lacks the tooling: send the function's code itself
+    this_module = sys.modules[__name__]  # the cluster may have no jobs package at all: send the function's code
     cloudpickle.register_pickle_by_value(this_module)
     try:
         out = {"scheduler": client.run_on_scheduler(_remote_fingerprint)}
@@ -84,21 +95,21 @@ def remote_fingerprints(client: Any) -> dict[str, str]:
     return out
 
 
-def ensure_job_code(client: Any) -> str:
-    """Make the jobs package importable on the scheduler and every worker; returns what was done.
+def ship(client: Any) -> str:
+    """Make this process's jobs package the one the scheduler and every worker import; returns what was done.
 
-    Same fingerprint everywhere: the code is already there (the image, or a shared environment). Otherwise
-    the package is zipped and sent with ``Client.upload_file`` (scheduler and workers), then checked again.
-    """
-    local = jobs_fingerprint()
+    The same fingerprint everywhere: nothing to send (a shared environment, or an earlier upload). Otherwise the
+    package is zipped and sent with ``Client.upload_file``, then checked again. After editing a job, restart the
+    notebook's kernel (or reload its modules) first: this process ships the files, but runs what it imported."""
+    local = fingerprint()
     remote = remote_fingerprints(client)
     if all(fp == local for fp in remote.values()):
         return f"jobs {local}: already importable on the scheduler and {len(remote) - 1} workers"
     with tempfile.TemporaryDirectory() as tmp:
-        archive = build_jobs_archive(Path(tmp))
+        archive = build_archive(Path(tmp))
         client.upload_file(str(archive), load=True)
     remote = remote_fingerprints(client)
     stale = sorted(k for k, fp in remote.items() if fp != local)
     if stale:
-        raise UserError(f"uploaded the jobs package but {', '.join(stale)} still import another version")
+        raise ShippingError(f"uploaded the jobs package but {', '.join(stale)} still import another version")
     return f"jobs {local}: uploaded {archive.name} to the scheduler and {len(remote) - 1} workers"
