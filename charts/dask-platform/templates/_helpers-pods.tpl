@@ -7,7 +7,7 @@ the root context.
 */ -}}
 
 {{- /*
-dp.image: "repository:tag" of the platform image (Dask, the jobs package, JupyterLab), from global.image.
+dp.image: "repository:tag" of the platform image (the pinned environment: Dask, JupyterLab; no job code), from global.image.
 Takes the root context.
 */ -}}
 {{- define "dp.image" -}}
