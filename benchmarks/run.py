@@ -122,7 +122,7 @@ def halving_benchmark(workers: int, seeds: list[int], spaces: list[str]) -> dict
 
     from distributed import Client
 
-    from dask_platform.submit.access import embedded_cluster
+    from dask_platform.submit.embedded import embedded_cluster
     from jobs.rossmann.model import BUILTIN_SPACES
 
     data = full_data()
@@ -229,7 +229,7 @@ def search_benchmark(cores: int) -> dict:
     from distributed import Client
     from sklearn.model_selection import GridSearchCV
 
-    from dask_platform.submit.access import embedded_cluster
+    from dask_platform.submit.embedded import embedded_cluster
     from jobs.rossmann.features import FEATURES, TARGET
     from jobs.rossmann.job import run_search
     from jobs.rossmann.model import BUILTIN_SPACES, RMSPE_SCORER, build_pipeline, date_block_folds, sample_rows
@@ -300,7 +300,7 @@ def workers_benchmark(repeats: int = 3) -> dict:
 
     from distributed import Client, LocalCluster
 
-    from dask_platform.submit.access import embedded_cluster
+    from dask_platform.submit.embedded import embedded_cluster
     from jobs.rossmann.features import FEATURES, TARGET
     from jobs.rossmann.halving import prepare_fold
     from jobs.rossmann.model import BUILTIN_SPACES, date_block_folds, sample_rows

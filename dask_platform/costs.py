@@ -1,17 +1,23 @@
 """What a cluster costs per hour and per month, idle and busy, and how to delete it (`dask-platform cost`, and the
-head of `dask-platform plan`). Prices are on-demand list prices from the table below, with its date and sources;
-nothing here calls a cloud. Storage, load balancers and traffic are not counted (named in the report).
+head of `dask-platform plan`). Prices are on-demand list prices from dask_platform/prices/<cloud>.yaml, each table
+with its date and sources; nothing here calls a cloud. Storage, load balancers and traffic are not counted (named
+in the report).
 """
 
 from __future__ import annotations
 
+import datetime
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 from typing import Any
+
+import yaml
 
 from dask_platform.clusters import Cluster
 from dask_platform.machines import allocatable
-from dask_platform.provision import NODE_GROUP_LABEL, NodeGroup, node_groups
+from dask_platform.provision import NODE_GROUP_LABEL, NodeGroup, gke_nat_router, node_groups
 from dask_platform.quantity import parse_quantity
 from dask_platform.repo import RepoTree
 
@@ -21,40 +27,44 @@ HOURS_PER_MONTH = 730  # 365 x 24 / 12, the month the three providers' calculato
 @dataclass(frozen=True)
 class PriceTable:
     region: str
-    date: str
+    date: str  # of the machine prices' source
     source: str
     control_plane: float  # USD per cluster-hour
     machines: dict[str, float]  # machine type -> USD per hour
+    accelerators: dict[str, float] = field(default_factory=dict)  # GPU type -> USD per GPU-hour on top of the machine
+    network: float = 0.0  # USD per hour of what the plan creates for the nodes' egress (NAT)
+    network_per_node: float = 0.0  # and per node-hour, up to network_node_cap nodes (Cloud NAT)
+    network_node_cap: int = 0
+    notes: tuple[str, ...] = ()  # the sources of the control-plane and network figures
+
+    @property
+    def as_of(self) -> datetime.date | None:
+        return datetime.date.fromisoformat(self.date) if self.date else None
 
 
-PRICES: dict[str, PriceTable] = {
-    "aws": PriceTable(
-        region="us-east-1",
-        date="2026-02-09",
-        source="aws/karpenter-provider-aws pkg/providers/pricing/zz_generated.pricing_aws.go (generated 2026-02-09 "
-        "from the AWS price list); EKS control plane $0.10/h in standard support (aws.amazon.com/eks/pricing)",
-        control_plane=0.10,
-        machines={"m6i.large": 0.096, "m6i.xlarge": 0.192, "g4dn.xlarge": 0.526},
-    ),
-    "gcp": PriceTable(
-        region="europe-west1",
-        date="2025-03-06",
-        source="Cyclenerd/google-cloud-pricing-cost-calculator pricing.yml (generated 2025-03-06 from the Cloud "
-        "Billing catalog); GKE cluster management fee $0.10/h for a regional cluster "
-        "(cloud.google.com/kubernetes-engine/pricing; the free-tier credit covers zonal clusters only)",
-        control_plane=0.10,
-        machines={"e2-standard-2": 0.07371546, "e2-standard-4": 0.14743092, "n1-standard-4": 0.209007},
-    ),
-    "azure": PriceTable(
-        region="westeurope",
-        date="2023-12-18",
-        source="Azure/karpenter-provider-azure pkg/providers/pricing/zz_generated.pricing.go (generated 2023-12-18 "
-        "from the Azure Retail Prices API); AKS Free tier control plane $0 (the plan creates Free tier clusters)",
-        control_plane=0.0,
-        machines={"Standard_D2s_v5": 0.115, "Standard_D4s_v5": 0.230, "Standard_NC4as_T4_v3": 0.658},
-    ),
-    "minikube": PriceTable(region="", date="", source="runs on your machine", control_plane=0.0, machines={}),
-}
+def load_prices(cloud: str) -> PriceTable:
+    """dask_platform/prices/<cloud>.yaml (shipped with the package: pyproject.toml package-data)."""
+    if cloud == "minikube":
+        return PriceTable(region="", date="", source="runs on your machine", control_plane=0.0, machines={})
+    data = yaml.safe_load((resources.files("dask_platform") / "prices" / f"{cloud}.yaml").read_text())
+    network = data.get("network") or {}
+    return PriceTable(
+        region=data["region"],
+        date=str(data["date"]),
+        source=" ".join(data["source"].split()),
+        control_plane=float(data["controlPlane"]["hourly"]),
+        machines={k: float(v) for k, v in data["machines"].items()},
+        accelerators={k: float(v) for k, v in (data.get("accelerators") or {}).items()},
+        network=float(network.get("hourly", 0.0)),
+        network_per_node=float(network.get("perNode", 0.0)),
+        network_node_cap=int(network.get("nodeCap", 0)),
+        notes=tuple(" ".join(str(x["source"]).split()) for x in (data["controlPlane"], network) if x.get("source")),
+    )
+
+
+@cache
+def prices(cloud: str) -> PriceTable:
+    return load_prices(cloud)
 
 
 @dataclass(frozen=True)
@@ -63,7 +73,7 @@ class GroupScale:
     machine_type: str
     hourly: float
     idle_nodes: int  # what the values keep when no work runs
-    busy_nodes: int  # the group's maximum
+    busy_nodes: int  # the group's maximum when something selects it, else its minimum
     floor_nodes: int  # the group's minimum: every worker group autoscaled to zero
 
 
@@ -75,10 +85,17 @@ class CostReport:
     groups: list[GroupScale]
     missing: list[str]  # why a figure could not be computed (region or machine type not in the table)
     teardown: str
+    network: float = 0.0
+    network_per_node: float = 0.0
+    network_node_cap: int = 0
+
+    def nodes(self, scale: str) -> int:
+        return sum(getattr(g, f"{scale}_nodes") for g in self.groups)
 
     def hourly(self, scale: str) -> float:
-        """USD per hour at ``scale``: idle, busy or floor."""
-        return self.control_plane + sum(g.hourly * getattr(g, f"{scale}_nodes") for g in self.groups)
+        """USD per hour at ``scale``: idle, busy or floor (machines, control plane, egress NAT)."""
+        nat = self.network + self.network_per_node * min(self.nodes(scale), self.network_node_cap)
+        return self.control_plane + nat + sum(g.hourly * getattr(g, f"{scale}_nodes") for g in self.groups)
 
     def monthly(self, scale: str) -> float:
         return self.hourly(scale) * HOURS_PER_MONTH
@@ -94,15 +111,24 @@ def _worker_pods_per_node(cloud: str, machine_type: str, group_values: dict[str,
     return max(1, int(min(by_cpu, by_memory)))
 
 
+def _selecting(cluster: Cluster, group: NodeGroup, effective: dict[str, Any]) -> list[tuple[list[Any], dict[str, Any]]]:
+    """The enabled components whose pods select ``group`` (by its group label)."""
+    from dask_platform.values import pod_owners
+
+    label = NODE_GROUP_LABEL.get(cluster.cloud)
+    return [
+        (owner, settings)
+        for owner, settings in pod_owners(effective)
+        if (settings.get("nodeSelector") or {}).get(label) == group.name
+    ]
+
+
 def idle_nodes(cluster: Cluster, group: NodeGroup, effective: dict[str, Any]) -> int:
     """Nodes ``group`` keeps when no work runs: its minimum, or what the worker groups selecting it keep (an
     autoscaled group its minReplicas, a fixed one its replicas), whichever is more."""
-    label = NODE_GROUP_LABEL.get(cluster.cloud)
     nodes = 0
-    for values in (effective.get("dask", {}).get("workerGroups") or {}).values():
-        if not values or values.get("enabled") is False:
-            continue
-        if (values.get("nodeSelector") or {}).get(label) != group.name:
+    for owner, values in _selecting(cluster, group, effective):
+        if owner[:2] != ["dask", "workerGroups"]:
             continue
         scaling = values.get("autoscaling") or {}
         pods = scaling.get("minReplicas", 0) if scaling.get("enabled") else values.get("replicas", 0)
@@ -111,38 +137,67 @@ def idle_nodes(cluster: Cluster, group: NodeGroup, effective: dict[str, Any]) ->
 
 
 def teardown_command(cluster: Cluster) -> str:
-    """The one command that deletes the cluster (and with it its nodes and load balancers)."""
+    """The one command line that deletes the cluster (and with it its nodes, load balancers and network)."""
     s = cluster.settings
     if cluster.cloud == "aws":
         return f"eksctl delete cluster --name {cluster.name} --region {s.get('region')} --wait"
     if cluster.cloud == "gcp":
         where = f"--project={s.get('project')} --region={s.get('region')}"
-        return f"gcloud container clusters delete {cluster.name} {where}"
+        return (
+            f"gcloud container clusters delete {cluster.name} {where} && "
+            f"gcloud compute routers delete {gke_nat_router(cluster)} {where} --quiet"
+        )
     if cluster.cloud == "azure":
         return f"az aks delete --resource-group={s.get('resourceGroup')} --name={cluster.name} --yes"
     return f"minikube delete --profile={cluster.name}"
 
 
+def _group_scale(cluster: Cluster, g: NodeGroup, table: PriceTable, effective: dict[str, Any]) -> GroupScale | str:
+    """A group's price and node counts, or why it has no price."""
+    price = table.machines.get(g.instance_type)
+    if price is None:
+        return f"no price for {g.instance_type} in dask_platform/prices/{cluster.cloud}.yaml"
+    if g.accelerator:
+        if g.accelerator not in table.accelerators:
+            return f"no price for the {g.accelerator} GPU in dask_platform/prices/{cluster.cloud}.yaml"
+        price += table.accelerators[g.accelerator]
+    busy = g.max_size if _selecting(cluster, g, effective) else g.min_size
+    return GroupScale(g.name, g.instance_type, price, idle_nodes(cluster, g, effective), busy, g.min_size)
+
+
 def build_cost_report(cluster: Cluster, effective: dict[str, Any]) -> CostReport:
-    """Idle (node groups at what no work keeps) and busy (every group at its maximum) cost of ``cluster``."""
-    table = PRICES[cluster.cloud]
+    """Idle (node groups at what no work keeps) and busy (every group some component selects at its maximum) cost
+    of ``cluster``. A group nothing selects and that may be empty (the gpu group while GPU workers are off) costs
+    nothing and is left out."""
+    table = prices(cluster.cloud)
     missing = []
     if table.region and cluster.settings.get("region") != table.region:
         missing.append(f"prices are for {table.region}; {cluster.settings.get('region')} is not in the table")
     groups = []
     for g in node_groups(cluster) if cluster.cloud != "minikube" else []:
-        price = table.machines.get(g.instance_type)
-        if price is None:
-            missing.append(f"no price for {g.instance_type} in dask_platform/costs.py")
+        if g.min_size == 0 and not _selecting(cluster, g, effective):
             continue
-        idle = idle_nodes(cluster, g, effective)
-        groups.append(GroupScale(g.name, g.instance_type, price, idle, g.max_size, g.min_size))
-    return CostReport(cluster.name, cluster.cloud, table.control_plane, groups, missing, teardown_command(cluster))
+        scale = _group_scale(cluster, g, table, effective)
+        if isinstance(scale, str):
+            missing.append(scale)
+        else:
+            groups.append(scale)
+    return CostReport(
+        cluster.name,
+        cluster.cloud,
+        table.control_plane,
+        groups,
+        missing,
+        teardown_command(cluster),
+        table.network,
+        table.network_per_node,
+        table.network_node_cap,
+    )
 
 
 def format_cost_report(report: CostReport) -> list[str]:
     """The report as comment lines (the plan's head, and `dask-platform cost`)."""
-    table = PRICES[report.cloud]
+    table = prices(report.cloud)
     if report.cloud == "minikube":
         return ["# cost: none (runs on this machine)", f"# delete: {report.teardown}"]
     lines = [f"# cost, on-demand list prices in {table.region} as of {table.date} (storage, load balancers and"]
@@ -155,9 +210,10 @@ def format_cost_report(report: CostReport) -> list[str]:
             scales.append("floor")
         for scale in scales:
             nodes = ", ".join(f"{getattr(g, f'{scale}_nodes')} x {g.machine_type}" for g in report.groups)
+            fixed = report.hourly(scale) - sum(g.hourly * getattr(g, f"{scale}_nodes") for g in report.groups)
             lines.append(
                 f"#   {scale:<5} ${report.hourly(scale):7.2f}/hour  ${report.monthly(scale):9.2f}/month  "
-                f"({nodes}; control plane ${report.control_plane:.2f}/hour)"
+                f"({nodes}; control plane and NAT ${fixed:.3f}/hour)"
             )
         if "floor" in scales:
             lines.append(
@@ -165,6 +221,7 @@ def format_cost_report(report: CostReport) -> list[str]:
                 "enabled, minReplicas 0, KEDA in the cluster)"
             )
     lines.append(f"# prices: {table.source}")
+    lines += [f"#   {note}" for note in table.notes]
     lines.append(f"# delete: {report.teardown}")
     return lines
 

@@ -4,9 +4,10 @@ pyproject.toml holds the pinned runtime packages ([project] dependencies, the no
 version and the image repository ([tool.dask-platform]). From them this module derives:
 
 - the platform image tag, ``<dask version>-py<python>-<build>`` (GPU variant: ``...-gpu``), where ``<build>`` is a
-  hash of everything the image is built from (image_inputs): a changed lock, Dockerfile, Dask configuration or job
-  module gives a new tag, so every build is addressable, nodes never run two builds under one tag, and a changed
-  image rolls the pods;
+  hash of everything the image is built from (image_inputs): a changed lock, Dockerfile or Dask configuration gives
+  a new tag, so every build is addressable, nodes never run two builds under one tag, and a changed image rolls the
+  pods. The image is the environment only: it carries no job code (the submitter ships its ``jobs`` package,
+  jobs/shipping.py), so a job edit changes no generated file and restarts no scheduler or JupyterLab;
 - the charts' ``appVersion`` (the Dask version: the platform release the labels carry) and
   ``global.image.{repository,tag}`` defaults;
 - ``binder/environment.yml``, the conda environment for laptops, Binder and repo2docker;
@@ -62,18 +63,19 @@ def _pin(requirement: str, source: Path) -> tuple[str, str]:
 # file out. The globs mean the same to pathlib and to GitHub's path filters: `*` stays within a folder, `**/` spans
 # any number of folders, none included (GitHub's filter pattern cheat sheet: `docs/**/*.md` matches
 # `docs/README.md`; https://docs.github.com/en/actions/writing-workflows/workflow-syntax-for-github-actions).
+# No job code: jobs/ is not copied into the image (tests/test_environment.py checks that a job edit changes no
+# generated file).
 IMAGE_INPUT_PATTERNS = (
     "docker/Dockerfile",
     "docker/dask.yaml",
     "requirements/image.txt",
     "requirements/image-gpu.txt",
-    "jobs/**/*.py",
 )
 
 
 def image_inputs(tree: RepoTree) -> list[Path]:
-    """Every file IMAGE_INPUT_PATTERNS matches: the Dockerfile, its Dask configuration, the image locks and the
-    jobs package. A pattern that matches nothing is an error (a renamed input would silently leave the hash)."""
+    """Every file IMAGE_INPUT_PATTERNS matches: the Dockerfile, its Dask configuration and the image locks. A
+    pattern that matches nothing is an error (a renamed input would silently leave the hash)."""
     files = []
     for pattern in IMAGE_INPUT_PATTERNS:
         matched = sorted(p for p in tree.root.glob(pattern) if p.is_file())

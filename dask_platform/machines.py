@@ -63,6 +63,13 @@ DAEMONSETS: dict[str, tuple[int, int]] = {
     # csi-azurefile-node 30m/60Mi each (their deploy/*-node.yaml); agrees with measured AKS nodes (2i2c) to 1m.
     "azure": (210, 170),
 }
+# The DaemonSets GPU nodes run in addition (CPU millicores, memory MiB). GKE: nvidia-driver-installer, whose init
+# containers request 150m (a pod's effective request is the larger of its largest init container and the sum of its
+# containers), and nvidia-gpu-device-plugin 50m/20Mi (GoogleCloudPlatform/container-engine-accelerators
+# nvidia-driver-installer/cos/daemonset-preloaded.yaml and cmd/nvidia_gpu/device-plugin.yaml, which GKE says is not
+# its source of truth: the best published figure). EKS: eksctl's NVIDIA device plugin requests nothing (eksctl
+# pkg/addons/assets/nvidia-device-plugin.yaml); AKS: nor does the DaemonSet of its docs (AKS docs, gpu-cluster).
+GPU_DAEMONSETS: dict[str, tuple[int, int]] = {"gcp": (200, 20)}
 
 
 def _tiers(total: int, edges: list[int], rates: list[float]) -> float:
@@ -128,6 +135,9 @@ def allocatable(cloud: str, machine_type: str) -> Allocatable | None:
     if machine is None:
         return None
     ds_cpu, ds_mem = DAEMONSETS[cloud]
+    if machine.gpus:
+        gpu_cpu, gpu_mem = GPU_DAEMONSETS.get(cloud, (0, 0))
+        ds_cpu, ds_mem = ds_cpu + gpu_cpu, ds_mem + gpu_mem
     cpu = machine.cpus * 1000 - reserved_cpu_m(cloud, machine) - ds_cpu
     mem = machine.memory_mib - reserved_memory_mib(cloud, machine) - ds_mem
     return Allocatable(machine_type, cpu, mem * MIB)

@@ -4,6 +4,10 @@ The effective values of a cluster are, in order of precedence (last wins):
 
     chart values.yaml  <-  values/<cloud>.yaml  <-  settings from cluster.yaml  <-  cluster.yaml `values:`
 
+"Settings from cluster.yaml" are the values that follow from its other keys: its name and Kubernetes version, and
+what the provisioning plan decides (dask_platform/provision.py planned_values: Jupyter's zone, its Service's source
+range), so the plan and the chart read each such fact from one place.
+
 Helm's rules: maps merge key by key, lists and scalars replace, and a null deletes the key (including the chart
 default). ``merge_layers`` combines the user layers the way ``helm -f a.yaml -f b.yaml`` does (nulls kept as
 deletion markers), and ``coalesce`` applies them over the chart defaults as helm does before rendering.
@@ -88,8 +92,13 @@ def _coalesce_into(dst: dict[str, Any], defaults: dict[str, Any]) -> None:
 
 def cluster_layers(tree: RepoTree, cluster: Cluster) -> list[Layer]:
     """The user layers of a cluster, lowest precedence first."""
+    from dask_platform.provision import planned_values
+
     cloud_file = tree.values_file(cluster.cloud)
-    derived = {"global": {"clusterName": cluster.name, "kubernetesVersion": cluster.kubernetes_version}}
+    derived = merge_layers(
+        {"global": {"clusterName": cluster.name, "kubernetesVersion": cluster.kubernetes_version}},
+        planned_values(cluster),
+    )
     return [
         Layer(cloud_file, tree.load_mapping(cloud_file)),
         Layer(cluster.path, derived),
@@ -103,7 +112,7 @@ def build_values(tree: RepoTree, cluster: Cluster) -> ClusterValues:
     user = merge_layers(*(layer.values for layer in layers))
     effective = coalesce(tree.load_mapping(tree.chart / "values.yaml"), user)
     validate_values(effective, layers, load_schema(tree), tree.chart / "values.yaml")
-    for path, message in node_fit_problems(cluster, effective):
+    for path, message in [*node_selection_problems(cluster, effective), *node_fit_problems(cluster, effective)]:
         file, path = blame(path, layers, tree.chart / "values.yaml")
         raise UserError(message, file=file, key_path=key_path_str(path))
     return ClusterValues(user, effective)
@@ -206,6 +215,51 @@ def _enabled(effective: dict[str, Any], path: list[Any]) -> bool:
     return not (isinstance(node, dict) and node.get("enabled") is False)
 
 
+def pod_owners(effective: dict[str, Any]) -> Iterator[tuple[list[Any], dict[str, Any]]]:
+    """Every enabled component that runs pods (it has a resources block), with its key path and settings: where its
+    nodeSelector and tolerations are."""
+    for path, _block in resource_blocks(effective):
+        owner = path[:-1]
+        if not path or path[-1] != "resources" or not _enabled(effective, owner):
+            continue
+        settings: Any = effective
+        for part in owner:
+            settings = settings[part]
+        yield owner, settings
+
+
+def node_selection_problems(cluster: Cluster, effective: dict[str, Any]) -> Iterator[tuple[list[Any], str]]:
+    """A pod that selects no node group the plan creates, or only groups whose taints it does not tolerate, would
+    stay Pending: the key path of its nodeSelector or tolerations."""
+    from dask_platform.provision import NODE_GROUP_LABEL, matching_groups, node_groups, tolerates
+
+    if cluster.cloud not in NODE_GROUP_LABEL:
+        return
+    groups = node_groups(cluster)
+    for owner, settings in pod_owners(effective):
+        selector = settings.get("nodeSelector") or {}
+        matches = matching_groups(cluster, groups, selector)
+        if not matches:
+            planned = ", ".join(g.name for g in groups)
+            yield (
+                [*owner, "nodeSelector"],
+                f"selects no node group that `dask-platform plan` creates ({planned}; dask_platform/provision.py): "
+                f"expected e.g. {NODE_GROUP_LABEL[cluster.cloud]}: {groups[0].name}, with labels its nodes carry",
+            )
+            continue
+        tolerations = settings.get("tolerations") or []
+        untolerated = {
+            g.name: [t for t in g.all_taints if not any(tolerates(x, t) for x in tolerations)] for g in matches
+        }
+        if all(untolerated.values()):
+            name, taints = next(iter(untolerated.items()))
+            yield (
+                [*owner, "tolerations"],
+                f"does not tolerate the taint {taints[0]} of node group {name!r} it selects: expected a toleration "
+                f"for it (key {taints[0].key}, effect {taints[0].effect})",
+            )
+
+
 def node_fit_problems(cluster: Cluster, effective: dict[str, Any]) -> Iterator[tuple[list[Any], str]]:
     """A pod whose requests exceed what one node of the group it selects leaves for pods (machines.py: capacity
     minus the cloud's reservations and DaemonSets) would stay Pending: the key path of the request."""
@@ -216,23 +270,18 @@ def node_fit_problems(cluster: Cluster, effective: dict[str, Any]) -> Iterator[t
     if label is None:
         return
     types = {g.name: g.instance_type for g in node_groups(cluster)}
-    for path, block in resource_blocks(effective):
-        owner = path[:-1]
-        if not path or path[-1] != "resources" or not _enabled(effective, owner):
-            continue
-        settings: Any = effective
-        for part in owner:
-            settings = settings[part]
+    for owner, settings in pod_owners(effective):
         group = (settings.get("nodeSelector") or {}).get(label)
         room = allocatable(cluster.cloud, types.get(group, ""))
         if room is None:
             continue
+        block = settings["resources"]
         wanted = {"cpu": Decimal(room.cpu_m) / 1000, "memory": Decimal(room.memory_bytes)}
         for resource, have in wanted.items():
             request = block["requests"].get(resource)
             if request is not None and parse_quantity(request) > have:
                 yield (
-                    [*path, "requests", resource],
+                    [*owner, "resources", "requests", resource],
                     f"request {request} does not fit a node of group {group!r} ({room.describe()} after the "
                     f"cloud's reservations and DaemonSets, dask_platform/machines.py): expected at most "
                     f"{f'{room.cpu_m}m' if resource == 'cpu' else format_bytes(room.memory_bytes)}",

@@ -6,7 +6,7 @@ run as they would in their pods, with only what a kubelet and cluster DNS would 
 - ``--host=127.0.0.1`` is added (a pod advertises its own IP; here that is the loopback address);
 - ``$(VAR)`` references in args expand from the container's env (fieldRef metadata.name -> the pod name);
 - volume mount paths (/scratch, /tmp) become folders of a scratch directory;
-- the image's PYTHONPATH (/opt/dask-platform) is a folder with another release of the jobs package.
+- PYTHONPATH is a folder with another release of the jobs package (the image carries none; see ``image_site``).
 Everything else (nthreads, memory limit, worker resources, scheduler address, ports' roles) is the manifest's.
 """
 
@@ -105,7 +105,7 @@ def boot(rendered: Path, workdir: Path, worker_limit: int | None = None) -> Iter
     booted = Booted(f"tcp://127.0.0.1:{booted_services[scheduler_service][comm_port]}", booted_services)
 
     path = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-    # The image's environment: its PYTHONPATH holds the image's release of the jobs package.
+    # Job code other than the client's (not this checkout's editable install, which no pod has): it must upload.
     base_env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
     base_env["PYTHONPATH"] = str(image_site(workdir / "opt-dask-platform"))
 

@@ -20,9 +20,10 @@ WORKER_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 
 
 def image_site(dest: Path) -> Path:
-    """A folder like the platform image's /opt/dask-platform (its PYTHONPATH), holding another release of the
-    ``jobs`` package (one file differs from this checkout's): what the pods of a cluster whose image predates
-    the client's code import. The client must then upload its own code, as it would on that cluster."""
+    """A PYTHONPATH folder holding another release of the ``jobs`` package (one file differs from this checkout's):
+    what the processes of a cluster import that runs other job code than the client's (an earlier upload), and
+    what hides the editable install of this checkout, which no pod has (the image carries no job code). The client
+    must then upload its own code, as it would on that cluster."""
     import jobs
 
     target = dest / "jobs"
@@ -80,7 +81,7 @@ def local_dask(
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[LocalDask]:
     """A scheduler and ``n_workers`` single-threaded workers whose working folder is ``cwd`` and whose
-    PYTHONPATH is an image-like site with another release of the jobs package (``image_site``)."""
+    PYTHONPATH holds another release of the jobs package (``image_site``)."""
     site = image_site(cwd / "opt-dask-platform")
     env = dict(os.environ) | {"PYTHONPATH": str(site)} | WORKER_ENV | (extra_env or {})
     port = free_port()

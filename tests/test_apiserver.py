@@ -2,7 +2,9 @@
 helm lifecycle through pyhelm3, and RBAC proven with SubjectAccessReview.
 
 The server is 1.20 (the newest Debian can build); objects of API versions it lacks are checked offline by
-tests/test_kubernetes_valid.py and named here when left out. Never skipped in CI: a missing server fails there.
+tests/test_kubernetes_valid.py and named here when left out. Argo CD's, KEDA's and prometheus-operator's objects
+are created for real, under CRDs built from their upstream identities (tests/support/crds.py; their spec is
+checked offline against the real schemas by tests/test_argocd.py). Never skipped in CI: a missing server fails there.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import yaml
 
 from dask_platform.bootstrap import bootstrap_objects, server_side_apply
 from dask_platform.clusters import load_cluster
+from dask_platform.crdschema import is_custom
 from dask_platform.errors import UserError
-from dask_platform.render import render_clusters
+from dask_platform.render import all_feature_objects, render_clusters
 from dask_platform.repo import RepoTree
 from dask_platform.values import build_values
 from testbed.envtest import ControlPlane, start_control_plane
-from tests.support.argo import ArgoApplication
+from tests.support import crds as crd
+from tests.support.argo import ArgoApplication, sync_options
 from tests.support.repo import REPO
 
 REPO_ROOT, CHART_DIR = REPO.root, REPO.chart
@@ -48,6 +52,13 @@ def api(control_plane: ControlPlane):
     from kubernetes import config
 
     return config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+
+
+@pytest.fixture(scope="module")
+def crds(api) -> tuple[crd.CrdIdentity, ...]:
+    """Argo CD's, KEDA's and prometheus-operator's CRDs on the server (tests/support/crds.py)."""
+    crd.install_crds(api)
+    return crd.ALL
 
 
 def dynamic(api):
@@ -92,23 +103,6 @@ def live_objects(api, kinds: set[tuple[str, str]], namespace: str) -> set[str]:
     return out
 
 
-def argo_sync(api, objects: list[dict[str, Any]], namespace: str, known_kinds: set[tuple[str, str]]) -> list[str]:
-    """What Argo CD's automated sync does: create the namespace, server-side apply every object, prune platform
-    objects that are no longer in the manifests. Returns the pruned kind/names."""
-    ensure_namespace(api, namespace)
-    server_side_apply(objects, api)
-    wanted = {f"{o['kind']}/{o['metadata']['name']}" for o in objects}
-    pruned = []
-    for api_version, kind in known_kinds:
-        resource = dynamic(api).resources.get(api_version=api_version, kind=kind)
-        ns = namespace if resource.namespaced else None
-        for item in resource.get(namespace=ns, label_selector=PART_OF).items:
-            if f"{kind}/{item.metadata.name}" not in wanted:
-                resource.delete(name=item.metadata.name, namespace=ns)
-                pruned.append(f"{kind}/{item.metadata.name}")
-    return pruned
-
-
 def kinds_of(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
     return {(o["apiVersion"], o["kind"]) for o in objects}
 
@@ -126,7 +120,9 @@ def test_argo_sync_applies_then_prunes_to_exactly_the_new_set(api, name: str, sc
     assert any(entry.startswith("policy/v1 PodDisruptionBudget/dask-worker-") for entry in left_out)
     namespace = objects[0]["metadata"].get("namespace", "dask")
     kinds = kinds_of(objects)
-    argo_sync(api, objects, namespace, kinds)
+    application = yaml.safe_load(REPO.application_file(name).read_text())
+    argo = ArgoApplication(api)
+    argo.sync(application, objects)
     assert live_objects(api, kinds, namespace) == {f"{o['kind']}/{o['metadata']['name']}" for o in objects}
     again = server_side_apply(objects, api)  # idempotent: a second sync only reconfigures
     assert all(line.endswith("configured") for line in again)
@@ -139,9 +135,12 @@ def test_argo_sync_applies_then_prunes_to_exactly_the_new_set(api, name: str, sc
     )
     cluster_file.write_text(yaml.safe_dump(doc))
     new_objects, _ = served(api, render_clusters(scratch, [name], helm)[0].objects)
-    pruned = argo_sync(api, new_objects, namespace, kinds | kinds_of(new_objects))
+    pruned = argo.sync(application, new_objects)
     assert "Deployment/dask-jupyter" in pruned and "ServiceAccount/dask-jupyter" in pruned
-    assert live_objects(api, kinds, namespace) == {f"{o['kind']}/{o['metadata']['name']}" for o in new_objects}
+    kept = {f"{o['kind']}/{o['metadata']['name']}" for o in objects if "Prune=false" in sync_options(o)}
+    assert kept == ({"PersistentVolumeClaim/dask-jupyter"} if name != "minikube" else set())  # the users' notebooks
+    new_names = {f"{o['kind']}/{o['metadata']['name']}" for o in new_objects}
+    assert live_objects(api, kinds, namespace) == new_names | kept
     worker = (
         dynamic(api)
         .resources.get(api_version="apps/v1", kind="Deployment")
@@ -149,8 +148,24 @@ def test_argo_sync_applies_then_prunes_to_exactly_the_new_set(api, name: str, sc
     )
     assert worker.spec.replicas == 3
 
-    argo_sync(api, [], namespace, kinds | kinds_of(new_objects))  # leave the server empty for the next cluster
+    argo.sync(application, [])  # leave the server empty for the next cluster
+    for entry in kept:
+        delete_claim(api, entry.split("/")[1], namespace)
     assert live_objects(api, kinds, namespace) == set()
+
+
+def delete_claim(api, name: str, namespace: str) -> None:
+    """Delete a PersistentVolumeClaim by hand, as its docs say, and drop the kubernetes.io/pvc-protection finalizer
+    the way the controller manager's pvc-protection controller does once no pod uses the claim (this server runs
+    no controllers)."""
+    claims = dynamic(api).resources.get(api_version="v1", kind="PersistentVolumeClaim")
+    claims.delete(name=name, namespace=namespace)
+    claims.patch(
+        name=name,
+        namespace=namespace,
+        body={"metadata": {"finalizers": None}},
+        content_type="application/merge-patch+json",
+    )
 
 
 def test_server_rejects_what_it_should(api):
@@ -168,15 +183,131 @@ def test_server_rejects_what_it_should(api):
         server_side_apply([bad], api)
 
 
-def test_bootstrap_needs_argo_cd_and_says_so(api):
-    """`dask-platform bootstrap` against the server: without Argo CD's CRDs it stops with a clear message.
+def argo_manifests() -> list[dict[str, Any]]:
+    """What Argo CD itself reads: the committed AppProject, ApplicationSet and every cluster's Application."""
+    paths = sorted(REPO.argocd_dir.glob("*.yaml")) + sorted(REPO.clusters_dir.glob("*/application.yaml"))
+    return [yaml.safe_load(p.read_text()) for p in paths]
 
-    Creating the AppProject/Application themselves is not done here: the Debian-built 1.20 apiserver crashes
-    encoding any custom resource (its vendored reflect2 predates Go 1.18's map iteration), so their content is
-    validated offline against Argo CD's CRD schemas (tests/test_argocd.py) instead."""
+
+def read_back(api, obj: dict[str, Any]) -> dict[str, Any]:
+    resource = dynamic(api).resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+    return resource.get(name=obj["metadata"]["name"], namespace=obj["metadata"].get("namespace")).to_dict()
+
+
+def delete_custom(api, obj: dict[str, Any]) -> None:
+    """Delete ``obj``; a finalizer Argo CD's controller would lift (its resources deleted) is lifted here."""
+    resource = dynamic(api).resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+    meta = obj["metadata"]
+    resource.delete(name=meta["name"], namespace=meta.get("namespace"))
+    if meta.get("finalizers"):
+        resource.patch(
+            body={"metadata": {"finalizers": None}}, name=meta["name"], namespace=meta.get("namespace"),
+            content_type="application/merge-patch+json",
+        )  # fmt: skip
+
+
+def test_bootstrap_without_argo_cd_says_so_and_with_it_creates_the_project_and_appset(api, crds):
+    """`dask-platform bootstrap` against the server: without Argo CD's CRDs it stops with a clear message; with them
+    it creates the AppProject and the ApplicationSet, which the server stores and returns as applied; a second run
+    only reconfigures. (Before kube-build.sh put reflect2 1.0.2 and json-iterator 1.1.12 under the Debian-built
+    apiserver, it crashed encoding any custom resource and this was checked offline only.)"""
     ensure_namespace(api, "argocd")
-    with pytest.raises(UserError, match=r"no AppProject \(argoproj.io/v1alpha1\) resource: install Argo CD first"):
-        server_side_apply(bootstrap_objects(REPO, "minikube"), api)
+    crd.remove_crds(api, crd.ARGO_CD)
+    try:
+        with pytest.raises(UserError, match=r"no AppProject \(argoproj.io/v1alpha1\) resource: install Argo CD first"):
+            server_side_apply(bootstrap_objects(REPO, "minikube"), api)
+    finally:
+        crd.install_crds(api, crd.ARGO_CD)
+    objects = bootstrap_objects(REPO, "minikube")
+    assert server_side_apply(objects, api) == [
+        "AppProject/dask-platform: created",
+        "ApplicationSet/dask-platform-minikube: created",
+    ]
+    for obj in objects:
+        live = read_back(api, obj)
+        assert live["spec"] == obj["spec"] and live["metadata"].get("labels") == obj["metadata"].get("labels")
+    assert all(line.endswith("configured") for line in server_side_apply(objects, api))
+    for obj in objects:
+        delete_custom(api, obj)
+
+
+def test_every_custom_resource_is_created_for_real(api, crds):
+    """Every Argo CD manifest Argo CD reads (AppProject, ApplicationSet, each cluster's Application) is stored as
+    written. Deleting an Application waits for Argo CD's resources finalizer, as tests/support/argo.py's model of
+    deleting an Application assumes."""
+    objects = argo_manifests()
+    assert {o["kind"] for o in objects} == {"AppProject", "ApplicationSet", "Application"}
+    for namespace in {o["metadata"]["namespace"] for o in objects}:
+        ensure_namespace(api, namespace)
+    assert all(line.endswith(": created") for line in server_side_apply(objects, api))
+    for obj in objects:
+        assert read_back(api, obj)["spec"] == obj["spec"], obj["metadata"]["name"]
+    application = next(o for o in objects if o["kind"] == "Application")
+    assert application["metadata"]["finalizers"] == ["resources-finalizer.argocd.argoproj.io"]
+    dynamic(api).resources.get(api_version=application["apiVersion"], kind="Application").delete(
+        name=application["metadata"]["name"], namespace=application["metadata"]["namespace"]
+    )
+    held = read_back(api, application)["metadata"]
+    assert held["deletionTimestamp"] and held["finalizers"] == ["resources-finalizer.argocd.argoproj.io"]
+    for obj in objects:
+        delete_custom(api, obj)
+    assert not [o for o in objects if _exists(api, o)]
+
+
+def _exists(api, obj: dict[str, Any]) -> bool:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        read_back(api, obj)
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def numeric_quantities(obj: dict[str, Any]) -> list[str]:
+    """The container resource quantities ``obj`` writes as numbers. 1.20's server-side apply types a Quantity as a
+    string and refuses them ("expected string"); newer servers take them, their kube-openapi typing
+    io.k8s.apimachinery.pkg.api.resource.Quantity as an untyped scalar (kube-openapi pkg/schemaconv/smd.go)."""
+    pod = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return [
+        f"{container['name']} {kind}.{name}"
+        for container in pod.get("containers", []) + pod.get("initContainers", [])
+        for kind in ("limits", "requests")
+        for name, value in ((container.get("resources") or {}).get(kind) or {}).items()
+        if not isinstance(value, str)
+    ]
+
+
+def test_every_optional_feature_syncs_with_its_custom_resources(api, crds, helm):
+    """The chart with every optional feature on, synced as Argo CD syncs it (tests/support/argo.py): the KEDA
+    ScaledObject and the PodMonitor are applied with the rest, stored as rendered, and pruned when a values change
+    drops them. Left out: policy/v1 (absent on 1.20). Every quantity is rendered as a string (1.20's server-side
+    apply refuses a number there: numeric_quantities; the GPU count was one)."""
+    objects, left_out = served(api, all_feature_objects(REPO, helm))
+    assert {entry.split()[1].split("/")[0] for entry in left_out} == {"PodDisruptionBudget"}, left_out
+    numeric = {f"{o['kind']}/{o['metadata']['name']}": numeric_quantities(o) for o in objects}
+    assert {k: v for k, v in numeric.items() if v} == {}
+    assert "dask-worker-gpu" in {o["metadata"]["name"] for o in objects}
+    custom = [o for o in objects if is_custom(o)]
+    assert {o["kind"] for o in custom} == {"ScaledObject", "PodMonitor"}
+    application = yaml.safe_load(REPO.application_file("minikube").read_text())
+    namespace, kinds, argo = application["spec"]["destination"]["namespace"], kinds_of(objects), ArgoApplication(api)
+    assert {o["metadata"].get("namespace", namespace) for o in objects} == {namespace}
+    argo.sync(application, objects)
+    assert live_objects(api, kinds, namespace) == {f"{o['kind']}/{o['metadata']['name']}" for o in objects}
+    for obj in custom:
+        assert read_back(api, obj)["spec"] == obj["spec"], obj["metadata"]["name"]
+    assert all(line.endswith("configured") for line in server_side_apply(objects, api))
+    pruned = argo.sync(application, [o for o in objects if not is_custom(o)])
+    assert sorted(pruned) == sorted(f"{o['kind']}/{o['metadata']['name']}" for o in custom)
+    assert live_objects(api, kinds_of(custom), namespace) == set()
+    argo.sync(application, [])
+    for obj in objects:
+        if "Prune=false" in sync_options(obj):
+            delete_claim(api, obj["metadata"]["name"], namespace)
+    assert live_objects(api, kinds, namespace) == set()
 
 
 def test_the_secrets_jupyter_needs_are_created_once(api):
@@ -289,7 +420,9 @@ def test_helm_install_upgrade_rollback_uninstall(api, control_plane: ControlPlan
     assert seen["upgraded_replicas"] == 7
     assert seen["rolled_back_replicas"] == user["dask"]["workerGroups"]["default"]["replicas"]
     assert seen["history"] == [1, 2, 3]
-    assert seen["after"] == set(), f"left behind: {seen['after']}"
+    # helm keeps the users' notebooks (helm.sh/resource-policy: keep on the home claim), and only them.
+    assert seen["after"] == {"PersistentVolumeClaim/lc-jupyter"}, f"left behind: {seen['after']}"
+    delete_claim(api, "lc-jupyter", namespace)
 
 
 def _replicas(api, namespace: str, name: str) -> int:
@@ -326,7 +459,7 @@ def flows(api, scratch: RepoTree) -> RepoTree:
     yield scratch
 
 
-def test_values_flows_through_argo_cds_sync(api, flows: RepoTree):
+def test_values_flows_through_argo_cds_sync(api, crds, flows: RepoTree):
     """The documented flows, each a `values set` -> `render --all` -> Argo CD sync (modelled, on the real server):
     a worker count reaches the cluster; switching the group to autoscaling keeps the count KEDA's HPA set and later
     syncs keep KEDA's; switching back restores the values' count. Before, every Deployment's replicas were
@@ -363,6 +496,7 @@ def test_values_flows_through_argo_cds_sync(api, flows: RepoTree):
     hpa_scales_to(7)  # KEDA's HPA, once the ScaledObject exists
     sync()
     assert _replicas(api, namespace, name) == 7  # the switch keeps what runs
+    assert live_objects(api, {("keda.sh/v1alpha1", "ScaledObject")}, namespace) == {f"ScaledObject/{name}"}
     hpa_scales_to(3)
     sync()
     assert _replicas(api, namespace, name) == 3  # and later syncs keep KEDA's count
@@ -370,6 +504,7 @@ def test_values_flows_through_argo_cds_sync(api, flows: RepoTree):
     values_set(flows, "dask.workerGroups.default.autoscaling.enabled=false")
     sync()
     assert _replicas(api, namespace, name) == 6  # back to the values' count
+    assert live_objects(api, {("keda.sh/v1alpha1", "ScaledObject")}, namespace) == set()  # pruned
     assert argo.delete_application()
     assert live_objects(api, {("apps/v1", "Deployment")}, namespace) == set()
 
@@ -396,9 +531,7 @@ def test_jupyters_home_outlives_prune_and_application_deletion(api, flows: RepoT
     deleted = argo.delete_application()
     assert "Deployment/dask-jupyter" in deleted and "PersistentVolumeClaim/dask-jupyter" not in deleted
     assert live_objects(api, claims, "flows") == {"PersistentVolumeClaim/dask-jupyter"}
-    dynamic(api).resources.get(api_version="v1", kind="PersistentVolumeClaim").delete(
-        name="dask-jupyter", namespace="flows"
-    )
+    delete_claim(api, "dask-jupyter", "flows")
 
 
 def load_tree_rendered(tree: RepoTree, name: str) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ import pytest
 import yaml
 
 from dask_platform import render
+from dask_platform.errors import UserError
 from dask_platform.repo import RepoTree
 from tests.support.repo import objects_of
 
@@ -298,3 +299,112 @@ def test_jupyter_home_gets_a_storage_class_that_exists(scratch: RepoTree, helm, 
         assert created[wanted]["volumeBindingMode"] == "WaitForFirstConsumer"
     else:
         assert created == {} and wanted == CLOUD_STORAGE_CLASSES[settings["cloud"]]
+
+
+# --- taints and tolerations: workers (and GPU) pools only for Dask workers ------------------------------------------
+
+
+def cloud_values(name: str) -> dict:
+    """The effective values of an example cluster, every worker group of values/<cloud>.yaml kept (enabled or not)."""
+    from dask_platform.clusters import load_cluster
+    from dask_platform.values import build_values
+    from tests.support.repo import REPO
+
+    return build_values(REPO, load_cluster(REPO, name)).effective
+
+
+@pytest.mark.parametrize("name", ["aws-example", "gcp-example", "azure-example"])
+def test_each_worker_group_tolerates_exactly_the_taints_of_the_group_it_selects_and_nothing_else_does(name: str):
+    """Worker pools are tainted so that kube-system pods, which keep cluster-autoscaler from removing a node
+    (autoscaler FAQ, "What types of pods can prevent CA from removing a node?"), stay off them. Each worker group of
+    values/<cloud>.yaml, enabled or not, tolerates the taints of its planned group and no other; the scheduler,
+    Jupyter and cluster-autoscaler tolerate none of the tainted groups' taints."""
+    from dask_platform.clusters import load_cluster
+    from dask_platform.provision import matching_groups, node_groups, tolerates
+    from tests.support.repo import REPO
+
+    cluster = load_cluster(REPO, name)
+    groups = node_groups(cluster)
+    taints = {t for g in groups for t in g.all_taints}
+    effective = cloud_values(name)
+    worker_groups = effective["dask"]["workerGroups"]
+    assert {"default", "gpu"} <= set(worker_groups)
+    for group_name, values in worker_groups.items():
+        [group] = matching_groups(cluster, groups, values["nodeSelector"])
+        tolerations = values.get("tolerations") or []
+        for taint in group.all_taints:
+            assert any(tolerates(t, taint) for t in tolerations), (group_name, str(taint))
+        for toleration in tolerations:
+            assert any(tolerates(toleration, t) for t in group.all_taints), (group_name, toleration)
+            assert not any(tolerates(toleration, t) for t in taints - set(group.all_taints)), (group_name, toleration)
+    others = [effective["dask"]["scheduler"], effective["jupyter"], effective["cluster-autoscaler"]]
+    for values in others:
+        assert not any(tolerates(t, taint) for t in values.get("tolerations") or [] for taint in taints)
+
+
+def test_the_rendered_workers_tolerate_the_workers_taint_and_jupyter_does_not(rendered, clouds_by_cluster):
+    for name, r in rendered.items():
+        if clouds_by_cluster[name] == "minikube":
+            continue
+        deployments = objects_of(r, "Deployment")
+        worker = deployments["dask-worker-default"]["spec"]["template"]["spec"]
+        assert worker["tolerations"] == [
+            {"key": "dask-platform/workers", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+        ], name
+        for other in ("dask-scheduler", "dask-jupyter"):
+            assert "tolerations" not in deployments[other]["spec"]["template"]["spec"], (name, other)
+
+
+def set_worker_group(tree: RepoTree, name: str, group: str, values: dict) -> None:
+    path = tree.cluster_file(name)
+    settings = yaml.safe_load(path.read_text())
+    settings.setdefault("values", {}).setdefault("dask", {})["workerGroups"] = {group: values}
+    path.write_text(yaml.safe_dump(settings))
+
+
+def test_a_worker_group_that_selects_no_planned_group_is_refused_at_render(scratch: RepoTree, helm):
+    """An enabled group whose nodeSelector matches no node group of the plan would stay Pending: exit 2 with the file
+    and key path."""
+    from click.testing import CliRunner
+
+    from dask_platform.cli import main as cli
+
+    set_worker_group(scratch, "aws-example", "gpu", {"enabled": True, "nodeSelector": {NODE_LABEL_AWS: "gpus"}})
+    result = CliRunner().invoke(cli, ["--repo", str(scratch.root), "render", "aws-example"])
+    assert result.exit_code == 2, result.output
+    assert (
+        "clusters/aws-example/cluster.yaml: key values.dask.workerGroups.gpu.nodeSelector: selects no node group"
+        in (result.output)
+    )
+    # a label the plan knows for another group only: the gpu group carries no gke-accelerator label on AWS, the
+    # workers group no accelerator label on GKE
+    set_worker_group(scratch, "gcp-example", "extra", {"replicas": 1, **WORKER_SIZE, "nodeSelector": GPU_ON_WORKERS})
+    with pytest.raises(UserError, match=r"key values\.dask\.workerGroups\.extra\.nodeSelector: selects no node group"):
+        render.render_clusters(scratch, ["gcp-example"], helm)
+
+
+def test_a_worker_group_that_does_not_tolerate_its_pools_taint_is_refused_at_render(scratch: RepoTree, helm):
+    set_worker_group(scratch, "azure-example", "gpu", {"enabled": True, "tolerations": []})
+    with pytest.raises(UserError) as info:
+        render.render_clusters(scratch, ["azure-example"], helm)
+    assert str(info.value).endswith(
+        "key values.dask.workerGroups.gpu.tolerations: does not tolerate the taint sku=gpu:NoSchedule of node group "
+        "'gpu' it selects: expected a toleration for it (key sku, effect NoSchedule)"
+    )
+    # disabled, it is not judged at render (the static test above checks values/<cloud>.yaml)
+    set_worker_group(scratch, "azure-example", "gpu", {"enabled": False, "tolerations": []})
+    render.render_clusters(scratch, ["azure-example"], helm)
+
+
+def test_gke_gpu_nodes_leave_room_for_the_gpu_daemonsets():
+    """GKE runs nvidia-driver-installer (150m, its init containers) and nvidia-gpu-device-plugin (50m/20Mi) on GPU
+    nodes only (container-engine-accelerators manifests): an n1-standard-4 with a T4 leaves 200m less."""
+    from dask_platform.machines import allocatable
+
+    assert allocatable("gcp", "e2-standard-4").cpu_m - allocatable("gcp", "n1-standard-4").cpu_m == 200
+    assert allocatable("gcp", "n1-standard-4").cpu_m == 4000 - 80 - 440 - 200
+
+
+NODE_LABEL_AWS = "eks.amazonaws.com/nodegroup"
+WORKER_SIZE = {"resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}
+GPU_ON_WORKERS = {"cloud.google.com/gke-nodepool": "workers", "cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}

@@ -11,7 +11,7 @@ import yaml
 from nbclient import NotebookClient
 
 from dask_platform import generated
-from dask_platform.environment import load_environment, read_lock, version_outputs
+from dask_platform.environment import image_inputs, load_environment, read_lock, version_outputs
 from tests.support.repo import REPO
 
 REPO_ROOT, CHART_DIR, DOCKERFILE, ENVIRONMENT_YML = REPO.root, REPO.chart, REPO.dockerfile, REPO.conda_environment
@@ -50,32 +50,38 @@ def test_chart_deploys_the_tag_the_environment_pins():
 
 
 def test_every_image_build_has_its_own_tag(scratch):
-    """A job module, an image lock, the Dockerfile or its Dask configuration changed: a new tag, so nodes never run
-    two builds under one tag and the Deployments roll. Anything else (docs, tooling, values): the same tag."""
-    from dask_platform.environment import image_inputs
-
+    """An image lock, the Dockerfile or its Dask configuration changed: a new tag, so nodes never run two builds
+    under one tag and the Deployments roll. Anything else (docs, tooling, values, job code): the same tag."""
     base = load_environment(scratch).image_tag
-    assert scratch.jobs_dir / "rossmann" / "model.py" in image_inputs(scratch)
-    readme = scratch.root / "README.md"
-    readme.write_text(readme.read_text() + "\nmore\n")
-    assert load_environment(scratch).image_tag == base
-    for path in (
-        scratch.jobs_dir / "rossmann" / "model.py",
-        scratch.image_lock,
-        scratch.dockerfile,
-        scratch.dask_config,
-    ):
+    for path in (scratch.root / "README.md", scratch.jobs_dir / "rossmann" / "model.py"):
+        path.write_text(path.read_text() + "\n# more\n")
+        assert load_environment(scratch).image_tag == base, path
+    for path in (scratch.image_lock, scratch.dockerfile, scratch.dask_config):
         before = load_environment(scratch).image_tag
         path.write_text(path.read_text() + "\n# changed\n")
         after = load_environment(scratch).image_tag
         assert after != before and after.startswith(f"{ENV.dask}-py{ENV.python}-"), path
 
 
+def test_a_job_edit_changes_no_generated_file(scratch, helm):
+    """Job code is not part of the platform: editing a job (or adding one) leaves every generated file as committed
+    (the rendered clusters, the Argo CD manifests, the schema, the files derived from the pins), so nothing is
+    redeployed and no scheduler or JupyterLab restarts. The submitter ships the code (jobs/shipping.py)."""
+    from dask_platform.validate import check_drift, render_each
+
+    model = scratch.jobs_dir / "rossmann" / "model.py"
+    model.write_text(model.read_text().replace("hidden_layer_sizes=(64, 32),", "hidden_layer_sizes=(64, 16),", 1))
+    (scratch.jobs_dir / "rossmann" / "extra.py").write_text('"""A new module of a job."""\n')
+    assert scratch.jobs_dir / "rossmann" / "model.py" not in image_inputs(scratch)
+    rendered, problems = render_each(scratch, helm)
+    assert problems == []
+    assert check_drift(scratch, rendered, helm) == [], "a job edit changed a generated file"
+
+
 def test_the_image_hashes_every_file_the_dockerfile_copies():
     """IMAGE_INPUT_PATTERNS is the one list of what the image is built from: every file a COPY of docker/Dockerfile
     takes from the build context (tracked files under a copied folder) is an input, so no change reaches an image
-    under an old tag."""
-    from dask_platform.environment import image_inputs
+    under an old tag. The job code is none of them (the image carries none)."""
     from tests.support.scratch import tracked_files
 
     tracked = tracked_files(REPO_ROOT)
@@ -86,11 +92,11 @@ def test_the_image_hashes_every_file_the_dockerfile_copies():
             assert sources, rest
             copied |= {f for src in sources for f in tracked if f == src or f.startswith(src.rstrip("/") + "/")}
     assert copied - {REPO.rel(p) for p in image_inputs(REPO)} == set()
+    assert [f for f in copied if f.startswith("jobs/")] == []
 
 
 def test_an_image_input_pattern_that_matches_nothing_is_an_error(scratch):
     """A renamed input would silently drop out of the tag's hash."""
-    from dask_platform.environment import image_inputs
     from dask_platform.errors import UserError
 
     scratch.dask_config.unlink()
@@ -157,7 +163,9 @@ def test_dockerfile_python_and_labels():
         "io.dask-platform.python-version",
     ):
         assert label in labels
-    assert any(kw == "COPY" and rest.startswith("jobs ") for kw, rest in instructions)
+    # the environment only: no job code, and no PYTHONPATH pointing at a copy of it
+    assert not any(kw in ("COPY", "ADD") and rest.split()[0].startswith("jobs") for kw, rest in instructions)
+    assert not any(kw == "ENV" and "PYTHONPATH" in rest for kw, rest in instructions)
 
 
 def test_gpu_variant_adds_cuda_packages_only():
@@ -174,19 +182,44 @@ def test_environment_yml_is_a_conda_env_with_the_image_pins():
     assert {line.split("==")[0]: line.split("==")[1] for line in pip} == IMAGE
 
 
-@pytest.mark.dask
-@pytest.mark.slow
-def test_notebook_runs_on_small_data(tmp_path: Path, monkeypatch):
-    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+def run_notebook(tmp_path: Path, scheduler_address: str | None) -> str:
+    """notebooks/rossmann.ipynb on small data, executed in its folder; returns the text it printed."""
     nb = nbformat.read(REPO_ROOT / "notebooks/rossmann.ipynb", as_version=4)
     params = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     params.source = (
-        f'stores = 40\nsearch = "small"\nrefit_rows = 0\nout = "{tmp_path}/results"\nscheduler_address = None'
+        f'stores = 40\nsearch = "small"\nrefit_rows = 0\nout = "{tmp_path}/results"\n'
+        f"scheduler_address = {scheduler_address!r}"
     )
     NotebookClient(
         nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(REPO_ROOT / "notebooks")}}
     ).execute()
-    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    assert "holdout RMSPE model" in text
     assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
     assert list((tmp_path / "results").glob("*/summary.json"))
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+@pytest.mark.dask
+@pytest.mark.slow
+def test_notebook_runs_on_small_data(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    text = run_notebook(tmp_path, None)
+    assert "holdout RMSPE model" in text
+    assert "already importable on the scheduler" in text  # a LocalCluster's workers share the kernel's path
+
+
+@pytest.mark.dask
+@pytest.mark.slow
+def test_notebook_ships_its_checkouts_jobs_to_a_cluster(tmp_path: Path):
+    """As in the platform's JupyterLab: the scheduler and workers run other job code than the notebook's checkout
+    (the image carries none; here another release of it), and the notebook sends its own before running."""
+    import json
+
+    from jobs.shipping import fingerprint
+    from testbed.daskproc import local_dask
+
+    with local_dask(tmp_path / "cluster") as cluster:
+        text = run_notebook(tmp_path, cluster.address)
+    assert f"code: jobs {fingerprint()}: uploaded jobs-{fingerprint()}.zip to the scheduler and 2 workers" in text
+    assert "holdout RMSPE model" in text
+    summary = json.loads(next((tmp_path / "results").glob("*/summary.json")).read_text())
+    assert summary["scheduler_address"] == cluster.address and "uploaded" in summary["code_shipping"]

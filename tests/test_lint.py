@@ -202,3 +202,24 @@ def test_the_readme_stays_a_five_minute_read():
     """What it is, the two set-up commands, the layout and links: the manual lives in docs/."""
     size = len((REPO_ROOT / "README.md").read_bytes())
     assert size <= 8000, f"README.md is {size} bytes; move detail to docs/"
+
+
+def test_the_chart_keeps_one_folder_per_component_and_files_named_after_their_kind():
+    """zero-to-jupyterhub's shape: templates/<component>/<kind>.yaml; helpers in _helpers*.tpl files only."""
+    import re
+
+    templates = REPO_ROOT / "charts/dask-platform/templates"
+    assert not (REPO_ROOT / "charts/dask-platform/charts").exists(), "subcharts are gone: one chart"
+    misplaced = []
+    for path in sorted(templates.rglob("*")):
+        rel = path.relative_to(templates).as_posix()
+        if path.is_dir() or rel == "NOTES.txt" or path.name.startswith("_helpers"):
+            continue
+        text = path.read_text()
+        # the literal kind lines, or the helper that writes the whole object (dp.serviceAccount, dp.priorityClass)
+        kinds = set(re.findall(r"^kind: (\w+)$", text, flags=re.M)) or set(
+            re.findall(r'^\{\{ include "dp\.(\w+)"', text, flags=re.M)
+        )
+        if "/" not in rel or path.suffix != ".yaml" or {k.lower() for k in kinds} != {path.stem}:
+            misplaced.append(f"{rel}: {sorted(kinds)}")
+    assert misplaced == []

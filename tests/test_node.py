@@ -25,7 +25,8 @@ import yaml
 from dask_platform.bootstrap import ensure_jupyter_token, server_side_apply
 from dask_platform.render import RenderedCluster, render_clusters
 from dask_platform.repo import RepoTree
-from dask_platform.submit.access import ServiceRef, port_forward, worker_spawn_environ
+from dask_platform.submit.embedded import worker_spawn_environ
+from dask_platform.submit.kube import ServiceRef, port_forward
 from testbed.daskproc import small_run_args
 from tests.support.node import NAMESPACE, RELEASE, Node, node_cluster
 from tests.support.scratch import scratch_copy
@@ -220,8 +221,8 @@ def test_job_through_a_port_forward_matches_the_embedded_run(node: Node, release
     summary = json.loads(next((tmp_path / "results").glob("*/summary.json")).read_text())
     assert summary["best_params"] == embedded["best_params"]
     assert summary["cv_rmspe"] == pytest.approx(embedded["cv_rmspe"], rel=1e-6)
-    # the image carries this checkout's jobs package: nothing had to be uploaded
-    assert "already importable on the scheduler and 2 workers" in summary["code_shipping"]
+    # the image carries no job code: the client uploaded its own jobs package to the scheduler and both workers
+    assert "uploaded jobs-" in summary["code_shipping"] and "scheduler and 2 workers" in summary["code_shipping"]
     assert "port-forward tcp://127.0.0.1:" in out
 
 

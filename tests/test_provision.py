@@ -11,13 +11,19 @@ from click.testing import CliRunner
 from dask_platform.cli import main as cli
 from dask_platform.clusters import load_cluster
 from dask_platform.errors import UserError
+from dask_platform.machines import allocatable
 from dask_platform.provision import (
     NODE_GROUP_LABEL,
+    NODE_TEMPLATE_LABEL,
+    NODE_TEMPLATE_TAINT,
+    ZONE_LABEL,
+    NodeGroup,
     build_aks_commands,
     build_eksctl_config,
     build_gke_commands,
     build_minikube_command,
     build_plan,
+    cluster_zone,
     node_groups,
 )
 from dask_platform.render import committed_objects
@@ -56,13 +62,17 @@ def test_every_node_group_the_chart_selects_is_created(name: str, rendered):
     assert selected and selected <= created
 
 
+def gke_create(commands: list[list[str]]) -> list[str]:
+    [create] = [c for c in commands if c[:4] == ["gcloud", "container", "clusters", "create"]]
+    return create
+
+
 def test_gke_commands_enable_workload_identity_and_autoscaling():
     commands = build_gke_commands(load_cluster(REPO, "gcp-example"), committed_objects(REPO, "gcp-example"))
-    create = commands[0]
-    assert create[:4] == ["gcloud", "container", "clusters", "create"]
+    create = gke_create(commands)
     assert "--workload-pool=example-project.svc.id.goog" in create
     pools = [c for c in commands if c[3] == "create" and c[2] == "node-pools"]
-    assert {c[4] for c in pools} == {"core", "workers"}
+    assert {c[4] for c in pools} == {"core", "workers", "gpu"}
     for pool in pools:
         assert "--enable-autoscaling" in pool and "--workload-metadata=GKE_METADATA" in pool
     assert any(c[2:5] == ["node-pools", "delete", "default-pool"] for c in commands)
@@ -100,8 +110,10 @@ def test_node_group_overrides_and_their_errors(scratch: RepoTree):
     (folder / "cluster.yaml").write_text(base + "nodeGroups:\n  workers: {instanceType: m6i.2xlarge, maxSize: 20}\n")
     groups = {g.name: g for g in node_groups(load_cluster(scratch, "c"))}
     assert groups["workers"].instance_type == "m6i.2xlarge" and groups["workers"].max_size == 20
-    (folder / "cluster.yaml").write_text(base + "nodeGroups:\n  gpu: {desired: 1}\n")
-    with pytest.raises(UserError, match=r"key nodeGroups\.gpu: unknown node group"):
+    (folder / "cluster.yaml").write_text(base + "nodeGroups:\n  gpu: {instanceType: g5.xlarge, desired: 1}\n")
+    assert {g.name: g for g in node_groups(load_cluster(scratch, "c"))}["gpu"].instance_type == "g5.xlarge"
+    (folder / "cluster.yaml").write_text(base + "nodeGroups:\n  tpu: {desired: 1}\n")
+    with pytest.raises(UserError, match=r"key nodeGroups\.tpu: unknown node group \(expected core, workers, gpu\)"):
         node_groups(load_cluster(scratch, "c"))
     (folder / "cluster.yaml").write_text(base + "nodeGroups:\n  workers: {desired: 30}\n")
     with pytest.raises(UserError, match=r"key nodeGroups\.workers: expected minSize <= desired <= maxSize"):
@@ -145,7 +157,7 @@ def test_eks_roles_trust_exactly_the_rendered_service_accounts_and_no_node_role_
 def test_gke_binds_each_rendered_service_account_to_its_iam_service_account():
     cluster = load_cluster(REPO, "gcp-example")
     commands = build_gke_commands(cluster, committed_objects(REPO, cluster.name))
-    assert "--enable-dataplane-v2" in commands[0]  # NetworkPolicy enforced (set at creation only)
+    assert "--enable-dataplane-v2" in gke_create(commands)  # NetworkPolicy enforced (set at creation only)
     bindings = [c for c in commands if c[:4] == ["gcloud", "iam", "service-accounts", "add-iam-policy-binding"]]
     accounts = identity_accounts("gcp-example", "iam.gke.io/gcp-service-account")
     assert len(bindings) == len(accounts) == 1
@@ -200,3 +212,221 @@ def test_plan_of_an_unrendered_cluster_says_to_render_it(scratch: RepoTree):
     result = CliRunner().invoke(cli, ["--repo", str(scratch.root), "plan", "gcp-example"])
     assert result.exit_code == 2, result.output
     assert "run `dask-platform render gcp-example`" in result.output
+
+
+# --- the network: private nodes, and Jupyter's load balancer open to the VPC only ----------------------------------
+
+
+def example_cluster(tree: RepoTree, name: str, **changes) -> RepoTree:
+    """``tree`` with clusters/<name>/cluster.yaml changed (top-level keys; None deletes one)."""
+    path = tree.cluster_file(name)
+    settings = yaml.safe_load(path.read_text())
+    for key, value in changes.items():
+        if value is None:
+            settings.pop(key, None)
+        else:
+            settings[key] = value
+    path.write_text(yaml.safe_dump(settings))
+    return tree
+
+
+def test_eks_nodes_are_private_behind_one_nat_gateway():
+    """eksctl puts managed node groups in public subnets unless privateNetworking (eksctl docs, vpc-configuration);
+    the VPC's NAT gateway is set, not left to eksctl's default."""
+    config = build_eksctl_config(load_cluster(REPO, "aws-example"), committed_objects(REPO, "aws-example"))
+    assert [g["privateNetworking"] for g in config["managedNodeGroups"]] == [True, True, True]
+    assert config["vpc"] == {"cidr": "192.168.0.0/16", "nat": {"gateway": "Single"}}
+
+
+@pytest.mark.parametrize("cidr", [None, "10.20.0.0/16"])
+def test_the_vpc_the_plan_creates_is_the_only_source_range_of_jupyters_load_balancer(scratch: RepoTree, helm, cidr):
+    """One source: cluster.yaml network.vpcCidr (default eksctl's) is both the plan's vpc.cidr and the rendered
+    Service's loadBalancerSourceRanges, so the NodePort is not opened to 0.0.0.0/0 (cloud-provider-aws aws.go)."""
+    from dask_platform import render
+    from tests.support.repo import objects_of
+
+    example_cluster(scratch, "aws-example", network={"vpcCidr": cidr} if cidr else None)
+    cluster = load_cluster(scratch, "aws-example")
+    [r] = render.render_clusters(scratch, ["aws-example"], helm)
+    config = build_eksctl_config(cluster, r.objects)
+    [service] = [s for n, s in objects_of(r, "Service").items() if n.endswith("-jupyter")]
+    assert service["spec"]["loadBalancerSourceRanges"] == [config["vpc"]["cidr"]] == [cidr or "192.168.0.0/16"]
+
+
+def test_a_vpc_cidr_that_is_not_one_is_refused(scratch: RepoTree):
+    example_cluster(scratch, "aws-example", network={"vpcCidr": "10.0.0.300/16"})
+    with pytest.raises(UserError, match=r"key network\.vpcCidr: expected an IPv4 CIDR"):
+        build_eksctl_config(load_cluster(scratch, "aws-example"), [])
+
+
+def test_gke_nodes_are_private_with_cloud_nat_for_their_egress_and_the_teardown_removes_it():
+    from dask_platform.costs import teardown_command
+
+    cluster = load_cluster(REPO, "gcp-example")
+    commands = build_gke_commands(cluster, committed_objects(REPO, cluster.name))
+    create = gke_create(commands)
+    assert "--enable-private-nodes" in create and "--network=default" in create
+    before = commands[: commands.index(create)]
+    assert [c[:5] for c in before] == [
+        ["gcloud", "compute", "networks", "subnets", "update"],
+        ["gcloud", "compute", "routers", "create", "gcp-example-nat"],
+        ["gcloud", "compute", "routers", "nats", "create"],
+    ]
+    assert "--enable-private-ip-google-access" in before[0]
+    assert {"--router=gcp-example-nat", "--auto-allocate-nat-external-ips", "--nat-all-subnet-ip-ranges"} <= set(
+        before[2]
+    )
+    assert teardown_command(cluster).endswith(
+        "gcloud compute routers delete gcp-example-nat --project=example-project --region=europe-west1 --quiet"
+    )
+
+
+def test_aks_nodes_get_no_public_ip():
+    """AKS nodes have none unless --enable-node-public-ip (az aks create reference): the plan never asks for one."""
+    commands = build_aks_commands(load_cluster(REPO, "azure-example"), committed_objects(REPO, "azure-example"))
+    assert not any("--enable-node-public-ip" in c for c in commands)
+
+
+# --- node groups: workers and GPU pools tainted, the GPU group plannable on every cloud ------------------------------
+
+
+def groups_of(name: str) -> dict[str, NodeGroup]:
+    return {g.name: g for g in node_groups(load_cluster(REPO, name))}
+
+
+@pytest.mark.parametrize("name", ["aws-example", "gcp-example", "azure-example"])
+def test_every_cloud_plans_an_empty_tainted_gpu_group_and_tainted_workers(name: str):
+    groups = groups_of(name)
+    gpu = groups["gpu"]
+    assert (gpu.min_size, gpu.desired) == (0, 0) and gpu.max_size >= 1
+    assert allocatable(load_cluster(REPO, name).cloud, gpu.instance_type) is not None  # the fit check applies
+    assert [str(t) for t in gpu.all_taints] in (["nvidia.com/gpu=present:NoSchedule"], ["sku=gpu:NoSchedule"])
+    assert [str(t) for t in groups["workers"].all_taints] == ["dask-platform/workers=true:NoSchedule"]
+    assert groups["core"].all_taints == ()
+
+
+def test_eks_taints_the_groups_and_tags_the_taints_for_scale_up_from_zero():
+    """cluster-autoscaler reads an empty group's taints from node-template/taint/<key> = <value>:<effect> ASG tags
+    (autoscaler cloudprovider/aws/README.md; aws_manager.go skips a value without the effect)."""
+    config = build_eksctl_config(load_cluster(REPO, "aws-example"), committed_objects(REPO, "aws-example"))
+    groups = {g["name"]: g for g in config["managedNodeGroups"]}
+    assert groups["workers"]["taints"] == [{"key": "dask-platform/workers", "value": "true", "effect": "NoSchedule"}]
+    assert groups["gpu"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+    assert "taints" not in groups["core"]
+    for group in groups.values():
+        tags = {k: v for k, v in group["tags"].items() if k.startswith(NODE_TEMPLATE_TAINT)}
+        expected = {NODE_TEMPLATE_TAINT + t["key"]: f"{t['value']}:{t['effect']}" for t in group.get("taints", [])}
+        assert tags == expected, group["name"]
+    # AmazonLinux2023 on a GPU type: the accelerated AMI, and eksctl installs NVIDIA's device plugin
+    assert groups["gpu"]["amiFamily"] == "AmazonLinux2023" and groups["gpu"]["instanceType"] == "g4dn.xlarge"
+    assert groups["gpu"]["labels"]["k8s.amazonaws.com/accelerator"] == "nvidia-tesla-t4"
+
+
+def test_gke_asks_for_the_gpu_and_its_driver_and_taints_the_workers():
+    commands = build_gke_commands(load_cluster(REPO, "gcp-example"), committed_objects(REPO, "gcp-example"))
+    pools = {c[4]: c for c in commands if c[2:4] == ["node-pools", "create"]}
+    assert "--accelerator=type=nvidia-tesla-t4,count=1,gpu-driver-version=default" in pools["gpu"]
+    assert not any(w.startswith("--node-taints") for w in pools["gpu"])  # GKE taints GPU nodes itself
+    assert "--node-taints=dask-platform/workers=true:NoSchedule" in pools["workers"]
+    assert not any(w.startswith(("--node-taints", "--accelerator")) for w in pools["core"])
+
+
+def test_aks_taints_the_gpu_and_workers_pools():
+    commands = build_aks_commands(load_cluster(REPO, "azure-example"), committed_objects(REPO, "azure-example"))
+    pools = {
+        w.split("=", 1)[1]: c
+        for c in commands
+        if c[:4] == ["az", "aks", "nodepool", "add"]
+        for w in c
+        if w.startswith("--name=")
+    }
+    assert "--node-taints=sku=gpu:NoSchedule" in pools["gpu"] and "--node-vm-size=Standard_NC4as_T4_v3" in pools["gpu"]
+    assert "--node-taints=dask-platform/workers=true:NoSchedule" in pools["workers"]
+    assert {"--min-count=0", "--node-count=0"} <= set(pools["gpu"])
+
+
+def test_the_plan_says_how_the_gpu_device_plugin_gets_installed():
+    for name, words in [
+        ("aws-example", "eksctl installs NVIDIA's device plugin"),
+        ("gcp-example", "GKE installs the driver and device plugin"),
+        ("azure-example", "learn.microsoft.com/azure/aks/gpu-cluster"),
+    ]:
+        assert words in build_plan(load_cluster(REPO, name), committed_objects(REPO, name)), name
+
+
+# --- one zone for the core group and Jupyter ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "zone"),
+    [("aws-example", "us-east-1a"), ("gcp-example", "europe-west1-b"), ("azure-example", "westeurope-1")],
+)
+def test_the_core_group_and_jupyter_are_in_the_clusters_zone(name: str, zone: str, rendered):
+    """Jupyter's home is a zonal disk: the plan pins the core group to cluster.yaml's zone and the rendered Jupyter
+    Deployment selects that zone (one source: provision.planned_values)."""
+    from tests.support.repo import objects_of
+
+    cluster = load_cluster(REPO, name)
+    assert cluster_zone(cluster) == zone
+    selector = objects_of(rendered[name], "Deployment")["dask-jupyter"]["spec"]["template"]["spec"]["nodeSelector"]
+    assert selector[ZONE_LABEL] == zone
+    objects = committed_objects(REPO, name)
+    if cluster.cloud == "aws":
+        config = build_eksctl_config(cluster, objects)
+        core = next(g for g in config["managedNodeGroups"] if g["name"] == "core")
+        assert core["availabilityZones"] == [zone] and zone in config["availabilityZones"]
+        assert core["tags"][NODE_TEMPLATE_LABEL + ZONE_LABEL] == zone
+    elif cluster.cloud == "gcp":
+        assert f"--node-locations={zone}" in gke_create(build_gke_commands(cluster, objects))
+    else:
+        assert "--zones=1" in build_aks_commands(cluster, objects)[0]
+
+
+def test_a_zone_from_another_region_is_refused(scratch: RepoTree):
+    example_cluster(scratch, "azure-example", zone="eastus-1")
+    with pytest.raises(UserError, match=r"key zone: expected a zone of region westeurope \(like westeurope-1\)"):
+        build_aks_commands(load_cluster(scratch, "azure-example"), [])
+
+
+def test_the_default_zone_without_the_key(scratch: RepoTree):
+    example_cluster(scratch, "aws-example", zone=None)
+    assert cluster_zone(load_cluster(scratch, "aws-example")) == "us-east-1a"
+    example_cluster(scratch, "gcp-example", zone=None)
+    assert cluster_zone(load_cluster(scratch, "gcp-example")) == "europe-west1-b"
+
+
+# --- maintenance windows ----------------------------------------------------------------------------------------
+
+
+def test_gke_maintenance_window_is_weekend_nights_utc():
+    create = gke_create(build_gke_commands(load_cluster(REPO, "gcp-example"), committed_objects(REPO, "gcp-example")))
+    assert {
+        "--maintenance-window-start=2000-01-01T00:00:00Z",
+        "--maintenance-window-end=2000-01-01T06:00:00Z",
+        "--maintenance-window-recurrence=FREQ=WEEKLY;BYDAY=SA,SU",
+    } <= set(create)
+
+
+def test_aks_upgrades_patches_and_node_images_in_weekend_windows():
+    commands = build_aks_commands(load_cluster(REPO, "azure-example"), committed_objects(REPO, "azure-example"))
+    assert {"--auto-upgrade-channel=patch", "--node-os-upgrade-channel=NodeImage"} <= set(commands[0])
+    windows = {c[6]: c for c in commands if c[:4] == ["az", "aks", "maintenanceconfiguration", "add"]}
+    assert set(windows) == {"--name=aksManagedAutoUpgradeSchedule", "--name=aksManagedNodeOSUpgradeSchedule"}
+    assert "--day-of-week=Saturday" in windows["--name=aksManagedAutoUpgradeSchedule"]
+    assert "--day-of-week=Sunday" in windows["--name=aksManagedNodeOSUpgradeSchedule"]
+    for window in windows.values():
+        assert {"--schedule-type=Weekly", "--duration=6", "--utc-offset=+00:00", "--start-time=00:00"} <= set(window)
+
+
+def test_a_gke_window_shorter_than_48_hours_a_month_is_refused(scratch: RepoTree):
+    example_cluster(scratch, "gcp-example", maintenance={"days": ["Sunday"], "hours": 8})
+    with pytest.raises(UserError, match=r"key maintenance: GKE needs at least 48 maintenance hours"):
+        build_gke_commands(load_cluster(scratch, "gcp-example"), [])
+    example_cluster(scratch, "gcp-example", maintenance={"days": ["Sunday"], "hours": 12, "start": "22:00"})
+    create = gke_create(build_gke_commands(load_cluster(scratch, "gcp-example"), []))
+    assert "--maintenance-window-end=2000-01-02T10:00:00Z" in create
+
+
+def test_eks_says_it_has_no_managed_maintenance_window():
+    plan = build_plan(load_cluster(REPO, "aws-example"), committed_objects(REPO, "aws-example"))
+    assert "# maintenance: EKS has no managed window" in plan

@@ -16,7 +16,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from dask_platform.submit.access import process_environ
+from dask_platform.submit.embedded import process_environ
 from dask_platform.submit.run import submit
 from dask_platform.submit.target import Connection
 from jobs.bigdata.job import BigDataOptions

@@ -1,13 +1,15 @@
-"""`scripts/submit.py` (= `dask-platform submit`) for real: an embedded LocalCluster, a deployed-style scheduler
-with two workers started as processes (job code uploaded), a worker killed mid-search, an unreachable scheduler,
-and Ctrl-C."""
+"""`scripts/submit.py` (= `dask-platform submit`) for real: an embedded LocalCluster (on the tree --repo names), a
+deployed-style scheduler with two workers started as processes (job code uploaded), a worker killed mid-search, an
+unreachable scheduler, and Ctrl-C."""
 
 from __future__ import annotations
 
 import json
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -15,10 +17,13 @@ from click.testing import CliRunner
 from dask_platform.cli import main as cli
 from dask_platform.cli import submit_group
 from dask_platform.errors import UserError
+from dask_platform.repo import RepoTree
 from dask_platform.submit.run import doctor_report, submit
-from dask_platform.submit.shipping import ensure_job_code, jobs_fingerprint, remote_fingerprints
 from dask_platform.submit.target import Connection
+from jobs.registry import JOBS, Job
 from jobs.rossmann.job import RossmannOptions
+from jobs.runtime import option
+from jobs.shipping import fingerprint, remote_fingerprints, ship
 from testbed.daskproc import free_port, local_dask, run_cli
 from tests.support.repo import REPO
 
@@ -88,8 +93,8 @@ def test_uploaded_code_is_found_the_second_time(remote_run):
 
     cluster, _, _ = remote_run
     with Client(cluster.address) as client:
-        assert set(remote_fingerprints(client).values()) == {jobs_fingerprint()}
-        assert "already importable" in ensure_job_code(client)
+        assert set(remote_fingerprints(client).values()) == {fingerprint()}
+        assert "already importable" in ship(client)
 
 
 def test_doctor_compares_this_machine_the_pins_and_the_cluster(remote_run):
@@ -103,6 +108,32 @@ def test_doctor_compares_this_machine_the_pins_and_the_cluster(remote_run):
     result = CliRunner().invoke(cli, ["doctor"], env={"DASK_SCHEDULER_ADDRESS": cluster.address})
     assert result.exit_code == 0, result.output
     assert "scheduler" in result.output.splitlines()[0]
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    variable: str = option("MALLOC_TRIM_THRESHOLD_", "The environment variable to read on every worker.")
+
+
+def probe(client: Any, options: ProbeOptions, scheduler_address: str, code_shipping: str) -> dict[str, Any]:
+    """A job that only reports a variable of the workers' environment (the lambda is pickled by value)."""
+    name = options.variable
+    seen = client.run(lambda: __import__("os").environ.get(name))
+    return {"seen": sorted(set(seen.values())), "workers": len(seen)}
+
+
+def test_repo_reaches_the_embedded_cluster(scratch: RepoTree, monkeypatch):
+    """`dask-platform --repo TREE submit JOB` starts the embedded cluster with TREE's Dask configuration
+    (docker/dask.yaml): submit once started it with the checkout's, whatever --repo said."""
+    config = scratch.dask_config.read_text()
+    assert config.count("MALLOC_TRIM_THRESHOLD_: 4194304") == 1
+    scratch.dask_config.write_text(config.replace("MALLOC_TRIM_THRESHOLD_: 4194304", "MALLOC_TRIM_THRESHOLD_: 1048576"))
+    monkeypatch.setitem(JOBS, "probe", lambda: Job("probe", "a probe", ProbeOptions, probe, json.dumps))
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    args = ["--repo", str(scratch.root), "submit", "probe", "--workers", "1", "--memory-limit", "1GiB"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.strip().splitlines()[-1]) == {"seen": ["1048576"], "workers": 1}
 
 
 def test_search_survives_a_killed_worker(tmp_path: Path, remote_run):

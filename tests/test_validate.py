@@ -48,7 +48,7 @@ def test_validate_drift_problem(scratch: RepoTree):
 
 
 def test_validate_policy_problem(scratch: RepoTree):
-    helpers = scratch.chart / "templates/_helpers.tpl"
+    helpers = scratch.chart / "templates/_helpers-pods.tpl"
     helpers.write_text(helpers.read_text().replace("readOnlyRootFilesystem: true", "readOnlyRootFilesystem: false"))
     report = run_checks(scratch)
     assert "policy" in classes(report)
@@ -56,7 +56,7 @@ def test_validate_policy_problem(scratch: RepoTree):
 
 
 def test_validate_render_problem(scratch: RepoTree):
-    svc = scratch.chart / "charts/dask/templates/scheduler/service.yaml"
+    svc = scratch.chart / "templates/dask/scheduler/service.yaml"
     svc.write_text(svc.read_text() + '\n{{ include "dp.missing" . }}\n')
     report = run_checks(scratch)
     assert "render" in classes(report)

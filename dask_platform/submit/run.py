@@ -1,9 +1,8 @@
-"""Run a job of jobs/ on Dask where the user says: an embedded LocalCluster by default, a scheduler address, or
-a deployed cluster through a port-forward; and the versions report (`dask-platform doctor`)."""
+"""Run a job of jobs/ where the user says (dask_platform.submit.target: an embedded LocalCluster by default, a
+scheduler address, or a deployed cluster through a port-forward); and the versions report (`dask-platform doctor`)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 import warnings
@@ -16,17 +15,12 @@ from distributed.versions import VersionMismatchWarning
 from dask_platform.environment import load_environment
 from dask_platform.errors import UserError, VersionMismatch
 from dask_platform.repo import RepoTree
-from dask_platform.submit.access import (
-    connect,
-    embedded_cluster,
-    port_forward,
-    scheduler_service,
-)
-from dask_platform.submit.compat import COMPARED, remote_versions, version_table
-from dask_platform.submit.shipping import ensure_job_code
-from dask_platform.submit.target import Connection, RunTarget, resolve_run_target
+from dask_platform.submit.compat import COMPARED, version_table
+from dask_platform.submit.connect import reach
+from dask_platform.submit.target import Connection, Target, resolve_target
 from jobs.registry import get_job
 from jobs.runtime import VERSIONED_PACKAGES, local_versions
+from jobs.shipping import ShippingError, ship
 
 
 def submit(
@@ -39,25 +33,31 @@ def submit(
 ) -> dict[str, Any]:
     """Run one job where ``conn`` says; returns its summary. Raises UserError for anything the user can fix."""
     job = get_job(job_name)
-    target = resolve_run_target(conn.scheduler, conn.cluster, os.environ if environ is None else environ)
+    target = resolve_target(tree, conn, os.environ if environ is None else environ)
     # Our own version check (check_versions) says what differs and whether it matters; distributed's warning on
     # every connection would only repeat it as a table on stderr.
     warnings.filterwarnings("ignore", category=VersionMismatchWarning)
-    with contextlib.ExitStack() as stack:
-        address = start_or_reach(tree, target, conn, stack, echo)
-        client = connect_or_explain(address, conn, attempts=3 if target.kind == "cluster" else 1)
-        stack.callback(client.close)
-        if target.kind == "embedded":
+    with reach(target, conn.connect_timeout, echo) as reached:
+        client = reached.client
+        if target.shares_environment:
             shipping = "embedded cluster: workers share this Python environment"
         else:
             check_versions(client, conn.allow_version_mismatch, echo)
             wait_for_first_worker(client, conn.worker_timeout, echo)
-            shipping = ensure_job_code(client)
+            shipping = ship_job_code(client)
             echo(f"code: {shipping}")
-        echo(f"running {job_name} on {address} ({target.source})")
-        summary = job.run(client, options, scheduler_address=address, code_shipping=shipping)
+        echo(f"running {job_name} on {reached.address} ({target.source})")
+        summary = job.run(client, options, scheduler_address=reached.address, code_shipping=shipping)
     echo(job.format(summary))
     return summary
+
+
+def ship_job_code(client: Any) -> str:
+    """This checkout's jobs package on the scheduler and every worker (jobs.shipping), or a one-line error."""
+    try:
+        return ship(client)
+    except ShippingError as exc:
+        raise UserError(str(exc)) from None
 
 
 def wait_for_first_worker(client: Any, timeout_s: float, echo: Callable[[str], None]) -> None:
@@ -85,28 +85,6 @@ def wait_for_first_worker(client: Any, timeout_s: float, echo: Callable[[str], N
         wake.release()
 
 
-def connect_or_explain(address: str, conn: Connection, attempts: int) -> Any:
-    """``connect``, and when the scheduler fails the Client's first call (an older or newer distributed whose
-    handlers take other arguments), the version table instead of the scheduler's traceback: exit 3."""
-    try:
-        return connect(address, conn.connect_timeout, attempts=attempts)
-    except UserError:
-        raise
-    except Exception as exc:
-        cause = f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-        try:
-            report = version_table(remote_versions(address, conn.connect_timeout))
-        except Exception:
-            raise UserError(f"the Dask scheduler at {address} failed the client's first call ({cause})") from None
-        if report.critical:
-            raise VersionMismatch(
-                f"client and cluster versions differ in {', '.join(report.critical)}: the scheduler failed the "
-                f"client's first call ({cause}). Use the platform image's environment (requirements/lock.txt):\n"
-                f"{report.table()}"
-            ) from None
-        raise UserError(f"the Dask scheduler at {address} failed the client's first call ({cause})") from None
-
-
 def check_versions(client: Any, allow_mismatch: bool, echo: Callable[[str], None]) -> None:
     """Stop (exit 3, with the table) when client and cluster cannot exchange pickles; warn on minor differences."""
     report = version_table(client.get_versions(packages=list(VERSIONED_PACKAGES)))
@@ -118,25 +96,6 @@ def check_versions(client: Any, allow_mismatch: bool, echo: Callable[[str], None
         )
     if report.critical or report.minor:
         echo(f"warning: versions differ in {', '.join(report.critical + report.minor)}:\n{report.table()}")
-
-
-def start_or_reach(
-    tree: RepoTree, target: RunTarget, conn: Connection, stack: contextlib.ExitStack, echo: Callable[[str], None]
-) -> str:
-    """The scheduler address for ``target``: an embedded cluster started (and closed by ``stack``), a
-    port-forward opened, or the address as given."""
-    if target.kind == "embedded":
-        cluster = stack.enter_context(embedded_cluster(conn.workers, conn.threads_per_worker, conn.memory_limit))
-        workers = cluster.scheduler_info.get("workers", {})
-        threads = sum(w.get("nthreads", 0) for w in workers.values())
-        echo(f"embedded Dask cluster: {len(workers)} workers, {threads} threads; dashboard {cluster.dashboard_link}")
-        return cluster.scheduler_address
-    if target.kind == "cluster":
-        ref = scheduler_service(tree, target.cluster)
-        address = stack.enter_context(port_forward(ref, conn.kube_context))
-        echo(f"port-forward {address} -> {ref.namespace}/svc/{ref.name}:{ref.port}")
-        return address
-    return target.address
 
 
 @dataclass(frozen=True)
@@ -159,15 +118,12 @@ class DoctorReport:
         return "\n".join(lines)
 
 
-def cluster_versions(tree: RepoTree, target: RunTarget, conn: Connection) -> dict[str, Any]:
+def cluster_versions(target: Target, conn: Connection) -> dict[str, Any]:
     """``Client.get_versions`` of the cluster ``target`` names ({} for an embedded cluster: nothing to compare)."""
-    if target.kind == "embedded":
+    if target.shares_environment:
         return {}
-    with contextlib.ExitStack() as stack:
-        address = start_or_reach(tree, target, conn, stack, lambda _: None)
-        client = connect_or_explain(address, conn, attempts=3 if target.kind == "cluster" else 1)
-        stack.callback(client.close)
-        return client.get_versions(packages=list(VERSIONED_PACKAGES))
+    with reach(target, conn.connect_timeout, lambda _: None) as reached:
+        return reached.client.get_versions(packages=list(VERSIONED_PACKAGES))
 
 
 def doctor_report(tree: RepoTree, conn: Connection, environ: Mapping[str, str]) -> DoctorReport:
@@ -175,8 +131,8 @@ def doctor_report(tree: RepoTree, conn: Connection, environ: Mapping[str, str]) 
     tag the chart deploys, side by side."""
     env = load_environment(tree)
     local = local_versions()
-    target = resolve_run_target(conn.scheduler, conn.cluster, environ)
-    remote = cluster_versions(tree, target, conn)
+    target = resolve_target(tree, conn, environ)
+    remote = cluster_versions(target, conn)
     report = version_table(remote) if remote else None
     remote_rows = {r[0]: r for r in report.rows} if report is not None else {}
     header = ["package", "pyproject pin", "this machine"] + (["scheduler", "workers"] if report else [])
@@ -191,4 +147,4 @@ def doctor_report(tree: RepoTree, conn: Connection, environ: Mapping[str, str]) 
     if report is not None:
         problems += [f"{n}: client and cluster differ" for n in report.critical + report.minor]
     image = f"{env.image_repository}:{env.image_tag} (GPU: {env.gpu_image_tag})"
-    return DoctorReport(header, rows, image, target.kind != "embedded", problems)
+    return DoctorReport(header, rows, image, not target.shares_environment, problems)

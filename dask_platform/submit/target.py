@@ -1,13 +1,26 @@
-"""Where a job runs: an embedded LocalCluster, a scheduler address, or a cluster of clusters/ (port-forward);
-and the connection options every job shares."""
+"""Where a job runs: one type per way of running, each with one ``open`` that yields the scheduler's address (as
+this process reaches it) for the time of the run, and the connection options every job shares.
+
+    Embedded          a LocalCluster started here, in this Python environment (the default)
+    Address           a scheduler address as given (--scheduler, $DASK_SCHEDULER_ADDRESS)
+    DeployedCluster   a cluster of clusters/, through a port-forward to its scheduler Service
+
+Another way (say, a tenant's cluster in its own namespace) is one more type with ``source``, ``where`` and ``open``,
+and a line in resolve_target. Connecting a Client to the address, and turning whatever stops that into one error
+line, is dask_platform.submit.connect's (``reach``), the same for every type.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import abc
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar
 
 from dask_platform.errors import UserError
+from dask_platform.repo import RepoTree
 
 DEFAULT_CONNECT_TIMEOUT_S = 8.0
 
@@ -16,40 +29,7 @@ DEFAULT_CONNECT_TIMEOUT_S = 8.0
 # on a cloud a node may have to be added first (a few minutes).
 DEFAULT_WORKER_TIMEOUT_S = 600.0
 
-
-@dataclass(frozen=True)
-class RunTarget:
-    """Where to run, and which option or variable chose it."""
-
-    kind: Literal["embedded", "address", "cluster"]
-    address: str = ""
-    cluster: str = ""
-    source: str = ""
-
-
-def resolve_run_target(scheduler: str | None, cluster: str | None, environ: Mapping[str, str]) -> RunTarget:
-    """--scheduler wins, then --cluster, then $DASK_SCHEDULER_ADDRESS; otherwise an embedded cluster."""
-    if scheduler and cluster:
-        raise UserError("give either --scheduler or --cluster, not both")
-    if scheduler:
-        return RunTarget("address", normalize_address(scheduler), source="--scheduler")
-    if cluster:
-        return RunTarget("cluster", cluster=cluster, source="--cluster")
-    env = environ.get("DASK_SCHEDULER_ADDRESS", "").strip()
-    if env:
-        return RunTarget("address", normalize_address(env), source="DASK_SCHEDULER_ADDRESS")
-    return RunTarget("embedded", source="default")
-
-
-def normalize_address(address: str) -> str:
-    """``host:port`` -> ``tcp://host:port``; a port is required."""
-    if "://" not in address:
-        address = f"tcp://{address}"
-    scheme, _, rest = address.partition("://")
-    host, _, port = rest.rpartition(":")
-    if not host or not port.isdigit():
-        raise UserError(f"scheduler address {address!r}: expected tcp://HOST:PORT")
-    return f"{scheme}://{host}:{port}"
+Echo = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -65,3 +45,117 @@ class Connection:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
     allow_version_mismatch: bool = False
     worker_timeout: float = DEFAULT_WORKER_TIMEOUT_S
+
+
+class Target(abc.ABC):
+    """A way of running a job."""
+
+    # Its scheduler and workers run this process's Python environment and job code: nothing to compare or ship.
+    shares_environment: ClassVar[bool] = False
+    # Connections tried before giving up (through a port-forward every connection opens a new stream).
+    connect_attempts: ClassVar[int] = 1
+    source: str  # the option or variable that chose it
+
+    @property
+    @abc.abstractmethod
+    def where(self) -> str:
+        """How an error names it ("" when the scheduler's address in the message says it all)."""
+
+    @abc.abstractmethod
+    def open(self, echo: Echo) -> AbstractContextManager[str]:
+        """Start or reach the scheduler; yields its address for the time of the run."""
+
+
+@dataclass(frozen=True)
+class Embedded(Target):
+    """A LocalCluster on this machine, started with the Dask configuration of ``tree`` (docker/dask.yaml)."""
+
+    tree: RepoTree
+    workers: int | None = None
+    threads_per_worker: int | None = None
+    memory_limit: str = "auto"
+    source: str = "default"
+    shares_environment: ClassVar[bool] = True
+
+    @property
+    def where(self) -> str:
+        return "the embedded Dask cluster"
+
+    @contextlib.contextmanager
+    def open(self, echo: Echo) -> Iterator[str]:
+        from dask_platform.submit.embedded import embedded_cluster
+
+        with embedded_cluster(self.workers, self.threads_per_worker, self.memory_limit, self.tree) as cluster:
+            workers = cluster.scheduler_info.get("workers", {})
+            threads = sum(w.get("nthreads", 0) for w in workers.values())
+            echo(
+                f"embedded Dask cluster: {len(workers)} workers, {threads} threads; dashboard {cluster.dashboard_link}"
+            )
+            yield cluster.scheduler_address
+
+
+@dataclass(frozen=True)
+class Address(Target):
+    """A running scheduler at a known address."""
+
+    address: str
+    source: str = "--scheduler"
+
+    @property
+    def where(self) -> str:
+        return ""
+
+    @contextlib.contextmanager
+    def open(self, echo: Echo) -> Iterator[str]:
+        yield self.address
+
+
+@dataclass(frozen=True)
+class DeployedCluster(Target):
+    """A cluster of clusters/<name>/: its scheduler Service found among the committed objects, reached through a
+    port-forward with the kubeconfig (``kubeconfig``, else $KUBECONFIG, else ~/.kube/config) and ``kube_context``."""
+
+    tree: RepoTree
+    name: str
+    kube_context: str | None = None
+    kubeconfig: str | None = None
+    source: str = "--cluster"
+    connect_attempts: ClassVar[int] = 3
+
+    @property
+    def where(self) -> str:
+        return f"cluster {self.name}"
+
+    @contextlib.contextmanager
+    def open(self, echo: Echo) -> Iterator[str]:
+        from dask_platform.submit.kube import port_forward, scheduler_service
+
+        ref = scheduler_service(self.tree, self.name)
+        with port_forward(ref, self.kube_context, self.kubeconfig) as address:
+            echo(f"port-forward {address} -> {ref.namespace}/svc/{ref.name}:{ref.port}")
+            yield address
+
+
+def resolve_target(tree: RepoTree, conn: Connection, environ: Mapping[str, str]) -> Target:
+    """--scheduler wins, then --cluster, then $DASK_SCHEDULER_ADDRESS; otherwise an embedded cluster."""
+    if conn.scheduler and conn.cluster:
+        raise UserError("give either --scheduler or --cluster, not both")
+    if conn.scheduler:
+        return Address(normalize_address(conn.scheduler), source="--scheduler")
+    if conn.cluster:
+        return DeployedCluster(tree, conn.cluster, kube_context=conn.kube_context)
+    env = environ.get("DASK_SCHEDULER_ADDRESS", "").strip()
+    if env:
+        return Address(normalize_address(env), source="DASK_SCHEDULER_ADDRESS")
+    return Embedded(tree, conn.workers, conn.threads_per_worker, conn.memory_limit)
+
+
+def normalize_address(address: str) -> str:
+    """``host:port`` -> ``tcp://host:port``; a port is required."""
+    if "://" not in address:
+        address = f"tcp://{address}"
+    scheme, _, rest = address.partition("://")
+    host, _, port = rest.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"scheduler address {address!r}: expected tcp://HOST:PORT")
+    return f"{scheme}://{host}:{port}"

@@ -139,15 +139,7 @@ BUILTIN_SPACES: dict[str, SearchSpace] = {
         sample_rows=30_000,
         max_iter=40,
     ),
-    # Architectures x regularisation at the pipeline's learning rate. The rate is left out on purpose: with Adam's
-    # constant step a larger rate leads after 3-6 epochs and is overtaken by epoch 12 (measured on this data: the
-    # learning curves cross), so halving's early rungs would drop the 12-epoch winner (short-horizon bias). To
-    # search rates, use --strategy grid, or a search file with a late first rung. docs/benchmarks.md.
-    # Rungs 1, 7, 12 keeping 3, then 1. On exact learning curves (every candidate's CV after each epoch) of 36 seeds,
-    # the cheapest schedule of up to 4 rungs (any counts) that keeps the grid's winner, or one within 0.5 % in CV, as
-    # often as the 2, 6, 7, 12 halving before it (23 of 36); on 16 seeds held out afterwards (36-51) 10 against 7.
-    # The misses are near ties: in 35 of the 36 seeds the grid's two best differ by less than 0.5 %, and a network
-    # that leads only from epoch 8 to 12 is out by then. docs/benchmarks.md, seventh run.
+    # One rate: a larger one leads early and loses by epoch 12. Why these rungs: docs/benchmarks.md#search-spaces
     "default": SearchSpace(
         "default",
         {
@@ -160,12 +152,7 @@ BUILTIN_SPACES: dict[str, SearchSpace] = {
         rungs=(1, 7, 12),
         keep=(3, 1),
     ),
-    # 36 candidates at the pipeline's learning rate, for the reason above: with two rates instead of the third
-    # smoothing and the fourth alpha, halving's winner was 0.63 and 0.86 % behind the grid's in CV on 2 of 3 seeds.
-    # Rungs 2, 5, 12, 16, 20: keeping 9 candidates to epoch 12 kept the winner (or one within 0.5 % in CV) on the
-    # exact learning curves of 6 of 7 seeds, where 2, 5, 10, 15, 20 kept 4 and the derived 2, 7, 20 (factor 3) 3;
-    # picked on those 7 seeds. Two seeds checked afterwards (7, 8) keep theirs (0.40 % behind; the same). The
-    # figures: docs/benchmarks.md, fifth and sixth runs.
+    # One rate, for the same reason. Why these rungs: docs/benchmarks.md#search-spaces
     "large": SearchSpace(
         "large",
         {

@@ -1,5 +1,5 @@
 /* The test node's pod sandbox ("pause") process: it holds the pod's namespaces, reaps orphans, and exits on
- * SIGINT or SIGTERM. Built static by dask_platform/node/images.py; there is no registry to pull one from. */
+ * SIGINT or SIGTERM. Built static by testbed/node/images.py; there is no registry to pull one from. */
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
