@@ -38,7 +38,7 @@ def test_the_service_is_found_whatever_the_chart_names_it(scratch: RepoTree, hel
     """The Service is found by its component label, not by a file name rebuilt from the release: a release the
     chart shortens (here the chart's prefix cut to 12 characters, the longest release the cluster schema allows)
     still gets its port-forward. The lookup by "service-<release>-scheduler.yaml" found nothing here."""
-    helpers = scratch.chart / "templates" / "_helpers.tpl"
+    helpers = scratch.chart / "templates" / "_helpers-names.tpl"
     text = helpers.read_text()
     assert text.count(".Release.Name | trunc 40") == 1
     helpers.write_text(text.replace(".Release.Name | trunc 40", ".Release.Name | trunc 12"))

@@ -19,7 +19,7 @@ from dask_platform.render import object_filename, rendered_objects
 from dask_platform.repo import RepoTree
 from dask_platform.submit.connect import KubeconfigError, Unreachable
 
-# The chart labels every object with its component (charts/dask-platform/templates/_helpers.tpl, dp.labels and
+# The chart labels every object with its component (charts/dask-platform/templates/_helpers-names.tpl, dp.labels and
 # dp.selectorLabels): the scheduler's Service is the one Service labelled so, whatever the chart names it.
 COMPONENT_LABEL = "app.kubernetes.io/component"
 SCHEDULER_COMPONENT = "scheduler"
