@@ -103,12 +103,8 @@ def ensure_jupyter_token(api_client: Any, namespace: str, name: str, key: str) -
     from kubernetes.client.exceptions import ApiException
 
     core = client.CoreV1Api(api_client)
-    try:
-        core.read_namespaced_secret(name, namespace)
+    if secret_exists(core, namespace, name):
         return None
-    except ApiException as exc:
-        if exc.status != 404:
-            raise UserError(f"reading Secret {namespace}/{name} failed: {exc.status} {exc.reason}") from None
     try:
         core.create_namespace({"metadata": {"name": namespace}})
     except ApiException as exc:
@@ -191,15 +187,10 @@ def ensure_jupyter_tls(api_client: Any, namespace: str, name: str, hosts: list[s
     import base64
 
     from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
 
     core = client.CoreV1Api(api_client)
-    try:
-        core.read_namespaced_secret(name, namespace)
+    if secret_exists(core, namespace, name):
         return False
-    except ApiException as exc:
-        if exc.status != 404:
-            raise UserError(f"reading Secret {namespace}/{name} failed: {exc.status} {exc.reason}") from None
     cert, key = build_self_signed_tls(hosts, datetime.now(UTC))
     body = {
         "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "dask-platform"}},
@@ -208,3 +199,16 @@ def ensure_jupyter_tls(api_client: Any, namespace: str, name: str, hosts: list[s
     }
     core.create_namespaced_secret(namespace, body)
     return True
+
+
+def secret_exists(core: Any, namespace: str, name: str) -> bool:
+    """Whether the Secret exists (it is never read back: only its presence matters here)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        core.read_namespaced_secret(name, namespace)
+        return True
+    except ApiException as exc:
+        if exc.status != 404:
+            raise UserError(f"reading Secret {namespace}/{name} failed: {exc.status} {exc.reason}") from None
+    return False
