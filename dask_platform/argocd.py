@@ -5,11 +5,11 @@ Two routes, chosen by cluster.yaml ``argocd``: ``server: https://kubernetes.defa
 that cluster (`dask-platform bootstrap NAME` applies its Application there); a registered ``name`` (or another
 ``server``) means the fleet's Argo CD, on a management cluster, syncs it through the ApplicationSet. The
 ApplicationSet reads each fleet cluster's committed application.yaml (git files generator), so both routes get the
-same destination and ignore rules from one file, and it never generates the in-cluster ones: in the fleet's Argo CD,
-kubernetes.default.svc is the management cluster itself.
+same destination and ignore rules from one file; an in-cluster cluster's file is application-in-cluster.yaml, which
+the fleet never matches: in the fleet's Argo CD, kubernetes.default.svc is the management cluster itself.
 
 Written by `dask-platform render` (with the clusters' manifests they derive from): argocd/appproject.yaml,
-argocd/applicationset.yaml and the pointer clusters/<name>/application.yaml. Repo URL, revision, Argo CD namespace
+argocd/applicationset.yaml and the pointer clusters/<name>/application[-in-cluster].yaml. Repo URL, revision, Argo CD namespace
 and project name come from [tool.dask-platform.argocd] in pyproject.toml. The AppProject allows exactly the kinds
 the clusters render (plus Namespace, for CreateNamespace), so a chart change that adds a kind shows in its diff.
 """
@@ -166,10 +166,12 @@ def build_application(settings: ArgoSettings, cluster: Cluster, objects: Iterabl
 def build_applicationset(
     settings: ArgoSettings, name: str, files: list[dict[str, Any]], application_name: str
 ) -> dict[str, Any]:
-    """An ApplicationSet whose git files generator reads committed clusters/<name>/application.yaml files and makes
-    each one's Application named ``application_name``: every field from the file (Go templates, argo-cd docs
-    Template.md and GoTemplate.md; templatePatch for the maps and lists, as JSON, which is YAML), so a values PR
-    that changes a cluster's Application (its ignore rules follow its autoscaled groups) reaches Argo CD from git."""
+    """An ApplicationSet whose git files generator reads committed clusters/<name>/application*.yaml files and makes
+    each one's Application named ``application_name``: destination, ignore rules, sync policy and source path from the
+    file (Go templates, argo-cd docs Template.md and GoTemplate.md; templatePatch for the maps and lists, as JSON,
+    which is YAML), so a values PR that changes a cluster's Application (its ignore rules follow its autoscaled
+    groups) reaches Argo CD from git. The project, repository and revision are this ApplicationSet's own: a file in
+    git cannot move its Application out of the AppProject (argo-cd docs Generators-Git.md, the security note)."""
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "ApplicationSet",
@@ -187,10 +189,10 @@ def build_applicationset(
                     },
                 },
                 "spec": {
-                    "project": "{{ .spec.project }}",
+                    "project": settings.project,
                     "source": {
-                        "repoURL": "{{ .spec.source.repoURL }}",
-                        "targetRevision": "{{ .spec.source.targetRevision }}",
+                        "repoURL": settings.repo_url,
+                        "targetRevision": settings.revision,
                         "path": "{{ .spec.source.path }}",
                     },
                     "destination": {"namespace": "{{ .spec.destination.namespace }}"},
@@ -212,24 +214,31 @@ TEMPLATE_PATCH = """spec:
 """
 
 
-def build_fleet_applicationset(settings: ArgoSettings, clusters: list[Cluster]) -> dict[str, Any]:
+def build_fleet_applicationset(settings: ArgoSettings) -> dict[str, Any]:
     """The fleet's root (argocd/applicationset.yaml, applied to the management cluster's Argo CD): one Application
-    per clusters/*/application.yaml except the in-cluster ones, each excluded by name (argo-cd docs
-    Generators-Git.md, "Exclude files")."""
-    files: list[dict[str, Any]] = [{"path": "clusters/*/application.yaml"}]
-    files += [{"path": application_path(c.name), "exclude": True} for c in clusters if in_cluster(c)]
+    per clusters/*/application.yaml. A cluster with its own Argo CD writes application-in-cluster.yaml instead, so
+    the fleet selects its clusters by the file's name: a new in-cluster cluster is never matched, whatever version
+    of this ApplicationSet the management cluster runs (an exclude list would have to be re-applied first)."""
+    files = [{"path": f"clusters/*/{FLEET_APPLICATION}"}]
     return build_applicationset(settings, "dask-platform", files, FLEET_PREFIX + "{{ .path.basename }}")
 
 
 def build_bootstrap_applicationset(settings: ArgoSettings, cluster: Cluster) -> dict[str, Any]:
     """What `dask-platform bootstrap` applies in a cluster that runs its own Argo CD: its one application.yaml, as
     an Application of the file's own name, kept up to date from git like the fleet's."""
-    files = [{"path": application_path(cluster.name)}]
+    files = [{"path": application_path(cluster)}]
     return build_applicationset(settings, f"dask-platform-{cluster.name}", files, "{{ .metadata.name }}")
 
 
-def application_path(name: str) -> str:
-    return f"clusters/{name}/application.yaml"
+# The file a cluster's Application is written to names its route (in_cluster), which is how the fleet's
+# ApplicationSet tells its clusters from those that run their own Argo CD.
+FLEET_APPLICATION = "application.yaml"
+IN_CLUSTER_APPLICATION = "application-in-cluster.yaml"
+
+
+def application_path(cluster: Cluster) -> str:
+    """clusters/<name>/application.yaml (the fleet's) or clusters/<name>/application-in-cluster.yaml."""
+    return f"clusters/{cluster.name}/{IN_CLUSTER_APPLICATION if in_cluster(cluster) else FLEET_APPLICATION}"
 
 
 SOURCES = "pyproject.toml [tool.dask-platform.argocd] and clusters/"
@@ -251,10 +260,10 @@ def argocd_outputs(
     allowed = [o for c in clusters for o in objects_by_cluster[c.name]] + list(possible)
     outputs = [
         Output(tree.argocd_dir / "appproject.yaml", dump(build_appproject(settings, clusters, allowed))),
-        Output(tree.argocd_dir / "applicationset.yaml", dump(build_fleet_applicationset(settings, clusters))),
+        Output(tree.argocd_dir / "applicationset.yaml", dump(build_fleet_applicationset(settings))),
     ]
     outputs += [
-        Output(tree.application_file(c.name), dump(build_application(settings, c, objects_by_cluster[c.name])))
+        Output(tree.root / application_path(c), dump(build_application(settings, c, objects_by_cluster[c.name])))
         for c in clusters
     ]
     return outputs

@@ -153,8 +153,9 @@ def jupyter_secrets(tree: RepoTree, name: str) -> JupyterSecrets:
 
 
 def build_self_signed_tls(hosts: list[str], now: datetime, days: int = 825) -> tuple[bytes, bytes]:
-    """A self-signed certificate (PEM) and its EC P-256 key (PEM) for ``hosts`` (subjectAltName DNS names), valid
-    from ``now`` for ``days`` (825: the longest lifetime browsers accept for a TLS server certificate)."""
+    """A self-signed server certificate (PEM) and its EC P-256 key (PEM) for ``hosts`` (subjectAltName DNS names),
+    valid from ``now`` for ``days`` (825: the longest lifetime browsers accept for a TLS server certificate). Not a
+    CA: trusting it lets its key vouch for these names only (the key sits in Jupyter's pod)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -171,7 +172,14 @@ def build_self_signed_tls(hosts: list[str], now: datetime, days: int = 825) -> t
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=True, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(key, hashes.SHA256())
     )

@@ -96,7 +96,10 @@ class RepoTree:
         return self.clusters_dir / name / "rendered"
 
     def application_file(self, name: str) -> Path:
-        return self.clusters_dir / name / "application.yaml"
+        """The cluster's generated Application: application-in-cluster.yaml for a cluster that runs its own Argo CD,
+        else application.yaml (dask_platform/argocd.py application_path writes them)."""
+        own = self.clusters_dir / name / "application-in-cluster.yaml"
+        return own if own.exists() else self.clusters_dir / name / "application.yaml"
 
     def rel(self, path: Path) -> str:
         """``path`` as the repository names it (clusters/minikube/cluster.yaml), whichever folder the tree is in."""

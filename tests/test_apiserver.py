@@ -185,7 +185,7 @@ def test_server_rejects_what_it_should(api):
 
 def argo_manifests() -> list[dict[str, Any]]:
     """What Argo CD itself reads: the committed AppProject, ApplicationSet and every cluster's Application."""
-    paths = sorted(REPO.argocd_dir.glob("*.yaml")) + sorted(REPO.clusters_dir.glob("*/application.yaml"))
+    paths = sorted(REPO.argocd_dir.glob("*.yaml")) + sorted(REPO.clusters_dir.glob("*/application*.yaml"))
     return [yaml.safe_load(p.read_text()) for p in paths]
 
 

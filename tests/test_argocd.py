@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 import yaml
@@ -36,7 +35,7 @@ def crd_validate(objects: list[dict]) -> list[dict]:
 
 
 def argo_objects() -> dict[Path, dict]:
-    paths = sorted(REPO.argocd_dir.glob("*.yaml")) + sorted(CLUSTERS_DIR.glob("*/application.yaml"))
+    paths = sorted(REPO.argocd_dir.glob("*.yaml")) + sorted(CLUSTERS_DIR.glob("*/application*.yaml"))
     return {p: yaml.safe_load(p.read_text()) for p in paths}
 
 
@@ -81,12 +80,34 @@ def test_application_points_at_the_clusters_rendered_manifests(name: str):
     assert policy["retry"]["backoff"]["factor"] > 1
 
 
-def fleet_files(appset: dict) -> list[str]:
-    """The files the ApplicationSet's git files generator matches: the include globs less the excluded paths."""
+def fleet_files(appset: dict, root: Path = REPO.root) -> list[str]:
+    """The files the ApplicationSet's git files generator matches in the tree at ``root``: the include globs less the
+    excluded paths."""
     entries = appset["spec"]["generators"][0]["git"]["files"]
-    files = [p.relative_to(REPO.root).as_posix() for p in REPO.root.glob("clusters/*/*.yaml")]
-    included = {f for f in files for e in entries if not e.get("exclude") and fnmatch.fnmatch(f, e["path"])}
-    return sorted(f for f in included if not any(e.get("exclude") and fnmatch.fnmatch(f, e["path"]) for e in entries))
+    files = [p.relative_to(root).as_posix() for p in (root / "clusters").rglob("*.yaml")]
+
+    def matches(f: str, pattern: str) -> bool:  # a glob whose * stays within one folder, as Argo CD's does
+        return PurePosixPath(f).match(pattern) and f.count("/") == pattern.count("/")
+
+    included = {f for f in files for e in entries if not e.get("exclude") and matches(f, e["path"])}
+    return sorted(f for f in included if not any(e.get("exclude") and matches(f, e["path"]) for e in entries))
+
+
+def test_a_new_cluster_with_its_own_argo_cd_is_never_generated_by_the_fleet(scratch):
+    """The ApplicationSet on the management cluster is the one applied last (bootstrap --fleet), not re-read from
+    git: a cluster added later with its own Argo CD must still not match it. The route is in the file's name."""
+    from click.testing import CliRunner
+
+    from dask_platform.cli import main as cli
+
+    applied = yaml.safe_load((REPO.argocd_dir / "applicationset.yaml").read_text())
+    (scratch.clusters_dir / "laptop").mkdir()
+    (scratch.clusters_dir / "laptop/cluster.yaml").write_text(scratch.cluster_file("minikube").read_text())
+    result = CliRunner().invoke(cli, ["--repo", str(scratch.root), "render", "--all"])
+    assert result.exit_code == 0, result.output
+    assert (scratch.clusters_dir / "laptop/application-in-cluster.yaml").exists()
+    assert fleet_files(applied, scratch.root) == fleet_files(applied)  # laptop is not among them
+    assert yaml.safe_load((scratch.argocd_dir / "applicationset.yaml").read_text()) == applied
 
 
 def test_fleet_generates_every_cluster_but_those_with_their_own_argo_cd():
@@ -174,7 +195,7 @@ def test_bootstrap_applies_what_makes_exactly_the_committed_application():
     assert result.exit_code == 0, result.output
     project, appset = yaml.safe_load_all(result.output)
     assert project == yaml.safe_load((REPO.argocd_dir / "appproject.yaml").read_text())
-    assert fleet_files(appset) == ["clusters/minikube/application.yaml"]
+    assert fleet_files(appset) == ["clusters/minikube/application-in-cluster.yaml"]
     committed = yaml.safe_load(REPO.application_file("minikube").read_text())
     generated = appset_application(appset, REPO.application_file("minikube"))
     assert generated["metadata"]["name"] == committed["metadata"]["name"]
@@ -218,7 +239,7 @@ def appset_application(appset: dict, application_file: Path) -> dict:
     templatePatch's fields filled from the file (`.path.*` from its folder), the patch merged over the template;
     any template form other than those go_field knows fails the test."""
     data = yaml.safe_load(application_file.read_text())
-    folder = application_file.parent.relative_to(REPO.root)
+    folder = PurePosixPath("clusters", application_file.parent.name)  # the generator's view: clusters/<name>/
     data["path"] = {"basename": folder.name, "path": folder.as_posix()}
 
     def fill(text: str) -> str:
@@ -312,3 +333,16 @@ def test_a_cluster_must_name_its_argo_cd_destination(scratch, argocd, expected):
     with pytest.raises(UserError) as info:
         load_cluster(scratch, "minikube")
     assert str(info.value).startswith(f"{path}: {expected}"), str(info.value)
+
+
+def test_the_template_evaluation_fails_where_argo_cds_missingkey_error_would(tmp_path):
+    """The evaluation above is a model of the Go templates; like goTemplateOptions missingkey=error, a field the file
+    lacks is an error, not an empty value (so the equality tests above cannot pass on a half-filled Application)."""
+    appset = yaml.safe_load((REPO.argocd_dir / "applicationset.yaml").read_text())
+    data = yaml.safe_load(REPO.application_file("aws-example").read_text())
+    del data["spec"]["ignoreDifferences"]
+    broken = tmp_path / "aws-example" / "application.yaml"
+    broken.parent.mkdir()
+    broken.write_text(yaml.safe_dump(data))
+    with pytest.raises(KeyError, match="ignoreDifferences"):
+        appset_application(appset, broken)

@@ -29,7 +29,7 @@ def test_a_crd_for_every_custom_kind_the_platform_renders(helm):
     has exactly one CRD, under the same group and version."""
     argo = [
         yaml.safe_load(p.read_text())
-        for p in sorted(REPO.argocd_dir.glob("*.yaml")) + sorted(REPO.clusters_dir.glob("*/application.yaml"))
+        for p in sorted(REPO.argocd_dir.glob("*.yaml")) + sorted(REPO.clusters_dir.glob("*/application*.yaml"))
     ]
     rendered = (
         _custom_kinds(all_feature_objects(REPO, helm))
