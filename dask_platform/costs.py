@@ -44,11 +44,12 @@ class PriceTable:
 
 
 def load_prices(name: str) -> PriceTable:
-    """dask_platform/prices/<cloud>.yaml (shipped with the package: pyproject.toml package-data); none for a cloud
-    that runs on this machine."""
-    if cloud(name).local:
+    """The cloud's price table, dask_platform/prices/<cloud>.yaml (``Cloud.prices``; shipped with the package:
+    pyproject.toml package-data); none for a cloud that runs on this machine."""
+    path = cloud(name).prices
+    if not path:
         return PriceTable(region="", date="", source="runs on your machine", control_plane=0.0, machines={})
-    data = yaml.safe_load((resources.files("dask_platform") / "prices" / f"{name}.yaml").read_text())
+    data = yaml.safe_load((resources.files("dask_platform") / path).read_text())
     network = data.get("network") or {}
     return PriceTable(
         region=data["region"],
@@ -147,10 +148,10 @@ def _group_scale(cluster: Cluster, g: NodeGroup, table: PriceTable, effective: d
     """A group's price and node counts, or why it has no price."""
     price = table.machines.get(g.instance_type)
     if price is None:
-        return f"no price for {g.instance_type} in dask_platform/prices/{cluster.cloud}.yaml"
+        return f"no price for {g.instance_type} in dask_platform/{cloud(cluster.cloud).prices}"
     if g.accelerator:
         if g.accelerator not in table.accelerators:
-            return f"no price for the {g.accelerator} GPU in dask_platform/prices/{cluster.cloud}.yaml"
+            return f"no price for the {g.accelerator} GPU in dask_platform/{cloud(cluster.cloud).prices}"
         price += table.accelerators[g.accelerator]
     busy = g.max_size if _selecting(cluster, g, effective) else g.min_size
     return GroupScale(g.name, g.instance_type, price, idle_nodes(cluster, g, effective), busy, g.min_size)
@@ -189,7 +190,7 @@ def build_cost_report(cluster: Cluster, effective: dict[str, Any]) -> CostReport
 def format_cost_report(report: CostReport) -> list[str]:
     """The report as comment lines (the plan's head, and `dask-platform cost`)."""
     table = prices(report.cloud)
-    if cloud(report.cloud).local:
+    if not cloud(report.cloud).prices:
         return ["# cost: none (runs on this machine)", f"# delete: {report.teardown}"]
     lines = [f"# cost, on-demand list prices in {table.region} as of {table.date} (storage, load balancers and"]
     lines.append("# traffic not counted):")

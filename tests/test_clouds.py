@@ -50,3 +50,24 @@ def test_taints_read_as_they_print():
 def test_the_node_group_data_ships_with_the_package():
     config = tomllib.loads((REPO.root / "pyproject.toml").read_text())
     assert config["tool"]["setuptools"]["package-data"]["dask_platform.clouds"] == ["*.yaml"]
+
+
+@pytest.mark.parametrize("name", sorted(CLOUDS))
+def test_each_priced_cloud_names_its_dated_price_table(name):
+    """Cloud.prices is the file costs.py reads; only a cloud that runs on this machine has none (and no nodes)."""
+    path = CLOUDS[name].prices
+    if not path:
+        assert CLOUDS[name].node_groups == () and CLOUDS[name].machines == {}
+        return
+    assert path == f"prices/{name}.yaml" and (resources.files("dask_platform") / path).is_file()
+
+
+def test_a_node_group_data_file_with_an_unknown_key_is_refused_with_its_key_path():
+    from dask_platform.clouds.base import parse_node_groups
+    from dask_platform.errors import UserError
+
+    data = {"nodeGroups": [{"name": "core", "instanceType": "m6i.large", "minSize": 1, "maxSize": 3, "desired": 2},
+                           {"name": "workers", "instancetype": "m6i.xlarge"}]}  # fmt: skip
+    with pytest.raises(UserError) as error:
+        parse_node_groups(data, "dask_platform/clouds/x.yaml")
+    assert (error.value.key_path, str(error.value.file)) == ("nodeGroups.1.instancetype", "dask_platform/clouds/x.yaml")

@@ -282,6 +282,7 @@ PLAN_NOTES = (
 
 CLOUD = Cloud(
     name="aws",
+    prices="prices/aws.yaml",
     plan=plan,
     teardown=teardown,
     node_group_label=NODE_GROUP_LABEL,

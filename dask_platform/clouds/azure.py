@@ -197,6 +197,7 @@ PLAN_NOTES = (
 
 CLOUD = Cloud(
     name="azure",
+    prices="prices/azure.yaml",
     plan=plan,
     teardown=teardown,
     node_group_label=NODE_GROUP_LABEL,

@@ -89,9 +89,21 @@ NODE_GROUP_KEYS = {
 
 def load_node_groups(cloud: str) -> tuple[NodeGroup, ...]:
     """dask_platform/clouds/<cloud>.yaml ``nodeGroups``: the cloud's default node groups, as data."""
-    data = yaml.safe_load((resources.files("dask_platform.clouds") / f"{cloud}.yaml").read_text()) or {}
+    path = resources.files("dask_platform.clouds") / f"{cloud}.yaml"
+    return parse_node_groups(yaml.safe_load(path.read_text()) or {}, f"dask_platform/clouds/{cloud}.yaml")
+
+
+def parse_node_groups(data: dict[str, Any], file: str) -> tuple[NodeGroup, ...]:
+    """Node groups from a data file's ``nodeGroups`` list; an unknown key is refused with its key path."""
     groups = []
-    for entry in data.get("nodeGroups") or []:
+    for index, entry in enumerate(data.get("nodeGroups") or []):
+        unknown = sorted(set(entry) - {"name", *NODE_GROUP_KEYS})
+        if unknown or "name" not in entry:
+            raise UserError(
+                f"expected a node group with a name and {', '.join(NODE_GROUP_KEYS)}",
+                file=file,
+                key_path=f"nodeGroups.{index}" + (f".{unknown[0]}" if unknown else ""),
+            )
         fields: dict[str, Any] = {NODE_GROUP_KEYS[k]: v for k, v in entry.items() if k != "name"}
         for key in ("taints", "cloud_taints"):
             fields[key] = tuple(Taint.parse(t) for t in fields.get(key, ()))
@@ -160,7 +172,7 @@ class Cloud:
     identity_annotation: str = ""  # the ServiceAccount annotation naming the pods' cloud identity
     check_maintenance: Callable[[Cluster, Any], None] = _no_check  # the cloud's rules on maintenance windows
     plan_notes: tuple[str, ...] = ()  # what the plan cannot do itself, printed with it
-    local: bool = False  # runs on this machine: no prices, nothing to pay
+    prices: str = ""  # the price table, a dated data file under dask_platform/; "": runs on this machine, free
 
 
 # --- what the cloud modules share (dask_platform/provision.py re-exports it) ---------------------------------------

@@ -220,6 +220,7 @@ PLAN_NOTES = (
 
 CLOUD = Cloud(
     name="gcp",
+    prices="prices/gcp.yaml",
     plan=plan,
     teardown=teardown,
     node_group_label=NODE_GROUP_LABEL,

@@ -34,4 +34,4 @@ def teardown(cluster: Cluster) -> str:
     return f"minikube delete --profile={cluster.name}"
 
 
-CLOUD = Cloud(name="minikube", plan=plan, teardown=teardown, node_groups=load_node_groups("minikube"), local=True)
+CLOUD = Cloud(name="minikube", plan=plan, teardown=teardown, node_groups=load_node_groups("minikube"))
