@@ -10,7 +10,7 @@ tests/test_lint.py keeps this list equal to the package's modules:
     values_edit  `values set`: a one-line edit, validated before it is written
     schema       values.schema.json from values.schema.yaml, and the schema errors users see
     quantity     Kubernetes resource quantities as exact numbers
-    machines     what a node of each machine type leaves for pods, per cloud
+    machines     what a node of a machine type leaves for pods (the arithmetic; the figures are the clouds')
     render       helm (through pyhelm3) -> clusters/<name>/rendered/
     argocd       the Argo CD AppProject, ApplicationSet and per-cluster Applications
     environment  the pins in pyproject.toml and the files derived from them
@@ -19,8 +19,9 @@ tests/test_lint.py keeps this list equal to the package's modules:
     validate     every check of a values pull request, each returning typed problems
     policy       the rules every rendered object must follow
     crdschema    custom resources against their CRD schemas (npm packages)
-    provision    eksctl / gcloud / az / minikube plans
-    identity     the cloud side of the pods' identities, from the rendered ServiceAccounts
+    clouds/      each cloud in one module: node groups, machines, prices' file, plan, identity, teardown
+    provision    the plan's shared logic (node groups, zone, labels, maintenance) and its text
+    identity     the pods' cloud identities, from the rendered ServiceAccounts (shared part)
     costs        what a cluster costs per hour and month, and how to delete it
     bootstrap    server-side apply of the Argo CD objects
     helmbin      the helm binary: on PATH, or fetched from PyPI with pinned sha256

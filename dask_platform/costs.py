@@ -15,9 +15,10 @@ from typing import Any
 
 import yaml
 
+from dask_platform.clouds import cloud
 from dask_platform.clusters import Cluster
 from dask_platform.machines import allocatable
-from dask_platform.provision import NODE_GROUP_LABEL, NodeGroup, gke_nat_router, node_groups
+from dask_platform.provision import NodeGroup, node_groups
 from dask_platform.quantity import parse_quantity
 from dask_platform.repo import RepoTree
 
@@ -42,11 +43,13 @@ class PriceTable:
         return datetime.date.fromisoformat(self.date) if self.date else None
 
 
-def load_prices(cloud: str) -> PriceTable:
-    """dask_platform/prices/<cloud>.yaml (shipped with the package: pyproject.toml package-data)."""
-    if cloud == "minikube":
+def load_prices(name: str) -> PriceTable:
+    """The cloud's price table, dask_platform/prices/<cloud>.yaml (``Cloud.prices``; shipped with the package:
+    pyproject.toml package-data); none for a cloud that runs on this machine."""
+    path = cloud(name).prices
+    if not path:
         return PriceTable(region="", date="", source="runs on your machine", control_plane=0.0, machines={})
-    data = yaml.safe_load((resources.files("dask_platform") / "prices" / f"{cloud}.yaml").read_text())
+    data = yaml.safe_load((resources.files("dask_platform") / path).read_text())
     network = data.get("network") or {}
     return PriceTable(
         region=data["region"],
@@ -63,8 +66,8 @@ def load_prices(cloud: str) -> PriceTable:
 
 
 @cache
-def prices(cloud: str) -> PriceTable:
-    return load_prices(cloud)
+def prices(name: str) -> PriceTable:
+    return load_prices(name)
 
 
 @dataclass(frozen=True)
@@ -101,8 +104,8 @@ class CostReport:
         return self.hourly(scale) * HOURS_PER_MONTH
 
 
-def _worker_pods_per_node(cloud: str, machine_type: str, group_values: dict[str, Any]) -> int:
-    room = allocatable(cloud, machine_type)
+def _worker_pods_per_node(cloud_name: str, machine_type: str, group_values: dict[str, Any]) -> int:
+    room = allocatable(cloud_name, machine_type)
     requests = (group_values.get("resources") or {}).get("requests") or {}
     if room is None or not requests.get("cpu") or not requests.get("memory"):
         return 1
@@ -115,7 +118,7 @@ def _selecting(cluster: Cluster, group: NodeGroup, effective: dict[str, Any]) ->
     """The enabled components whose pods select ``group`` (by its group label)."""
     from dask_platform.values import pod_owners
 
-    label = NODE_GROUP_LABEL.get(cluster.cloud)
+    label = cloud(cluster.cloud).node_group_label
     return [
         (owner, settings)
         for owner, settings in pod_owners(effective)
@@ -138,28 +141,17 @@ def idle_nodes(cluster: Cluster, group: NodeGroup, effective: dict[str, Any]) ->
 
 def teardown_command(cluster: Cluster) -> str:
     """The one command line that deletes the cluster (and with it its nodes, load balancers and network)."""
-    s = cluster.settings
-    if cluster.cloud == "aws":
-        return f"eksctl delete cluster --name {cluster.name} --region {s.get('region')} --wait"
-    if cluster.cloud == "gcp":
-        where = f"--project={s.get('project')} --region={s.get('region')}"
-        return (
-            f"gcloud container clusters delete {cluster.name} {where} && "
-            f"gcloud compute routers delete {gke_nat_router(cluster)} {where} --quiet"
-        )
-    if cluster.cloud == "azure":
-        return f"az aks delete --resource-group={s.get('resourceGroup')} --name={cluster.name} --yes"
-    return f"minikube delete --profile={cluster.name}"
+    return cloud(cluster.cloud).teardown(cluster)
 
 
 def _group_scale(cluster: Cluster, g: NodeGroup, table: PriceTable, effective: dict[str, Any]) -> GroupScale | str:
     """A group's price and node counts, or why it has no price."""
     price = table.machines.get(g.instance_type)
     if price is None:
-        return f"no price for {g.instance_type} in dask_platform/prices/{cluster.cloud}.yaml"
+        return f"no price for {g.instance_type} in dask_platform/{cloud(cluster.cloud).prices}"
     if g.accelerator:
         if g.accelerator not in table.accelerators:
-            return f"no price for the {g.accelerator} GPU in dask_platform/prices/{cluster.cloud}.yaml"
+            return f"no price for the {g.accelerator} GPU in dask_platform/{cloud(cluster.cloud).prices}"
         price += table.accelerators[g.accelerator]
     busy = g.max_size if _selecting(cluster, g, effective) else g.min_size
     return GroupScale(g.name, g.instance_type, price, idle_nodes(cluster, g, effective), busy, g.min_size)
@@ -174,7 +166,7 @@ def build_cost_report(cluster: Cluster, effective: dict[str, Any]) -> CostReport
     if table.region and cluster.settings.get("region") != table.region:
         missing.append(f"prices are for {table.region}; {cluster.settings.get('region')} is not in the table")
     groups = []
-    for g in node_groups(cluster) if cluster.cloud != "minikube" else []:
+    for g in node_groups(cluster):
         if g.min_size == 0 and not _selecting(cluster, g, effective):
             continue
         scale = _group_scale(cluster, g, table, effective)
@@ -198,7 +190,7 @@ def build_cost_report(cluster: Cluster, effective: dict[str, Any]) -> CostReport
 def format_cost_report(report: CostReport) -> list[str]:
     """The report as comment lines (the plan's head, and `dask-platform cost`)."""
     table = prices(report.cloud)
-    if report.cloud == "minikube":
+    if not cloud(report.cloud).prices:
         return ["# cost: none (runs on this machine)", f"# delete: {report.teardown}"]
     lines = [f"# cost, on-demand list prices in {table.region} as of {table.date} (storage, load balancers and"]
     lines.append("# traffic not counted):")

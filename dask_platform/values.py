@@ -231,9 +231,11 @@ def pod_owners(effective: dict[str, Any]) -> Iterator[tuple[list[Any], dict[str,
 def node_selection_problems(cluster: Cluster, effective: dict[str, Any]) -> Iterator[tuple[list[Any], str]]:
     """A pod that selects no node group the plan creates, or only groups whose taints it does not tolerate, would
     stay Pending: the key path of its nodeSelector or tolerations."""
-    from dask_platform.provision import NODE_GROUP_LABEL, matching_groups, node_groups, tolerates
+    from dask_platform.clouds import cloud
+    from dask_platform.provision import matching_groups, node_groups, tolerates
 
-    if cluster.cloud not in NODE_GROUP_LABEL:
+    label = cloud(cluster.cloud).node_group_label
+    if not label:
         return
     groups = node_groups(cluster)
     for owner, settings in pod_owners(effective):
@@ -244,7 +246,7 @@ def node_selection_problems(cluster: Cluster, effective: dict[str, Any]) -> Iter
             yield (
                 [*owner, "nodeSelector"],
                 f"selects no node group that `dask-platform plan` creates ({planned}; dask_platform/provision.py): "
-                f"expected e.g. {NODE_GROUP_LABEL[cluster.cloud]}: {groups[0].name}, with labels its nodes carry",
+                f"expected e.g. {label}: {groups[0].name}, with labels its nodes carry",
             )
             continue
         tolerations = settings.get("tolerations") or []
@@ -263,11 +265,12 @@ def node_selection_problems(cluster: Cluster, effective: dict[str, Any]) -> Iter
 def node_fit_problems(cluster: Cluster, effective: dict[str, Any]) -> Iterator[tuple[list[Any], str]]:
     """A pod whose requests exceed what one node of the group it selects leaves for pods (machines.py: capacity
     minus the cloud's reservations and DaemonSets) would stay Pending: the key path of the request."""
+    from dask_platform.clouds import cloud
     from dask_platform.machines import allocatable
-    from dask_platform.provision import NODE_GROUP_LABEL, node_groups
+    from dask_platform.provision import node_groups
 
-    label = NODE_GROUP_LABEL.get(cluster.cloud)
-    if label is None:
+    label = cloud(cluster.cloud).node_group_label
+    if not label:
         return
     types = {g.name: g.instance_type for g in node_groups(cluster)}
     for owner, settings in pod_owners(effective):

@@ -90,21 +90,23 @@ def test_eks_and_gke_cpu_reservation(cores, millicores):
 
 
 def test_memory_reservations_follow_each_clouds_formula():
-    from dask_platform.machines import MACHINES, reserved_memory_mib
+    from dask_platform.clouds import cloud
+    from dask_platform.machines import reserved_memory_mib
 
     # EKS: 11 x maxPods + 255 MiB + 100 MiB eviction + 7.5% kernel: m6i.xlarge (58 pods) 893 + 100 + 1228.8
-    assert reserved_memory_mib("aws", MACHINES["aws"]["m6i.xlarge"]) == int(893 + 100 + 16384 * 0.075)
+    assert reserved_memory_mib("aws", cloud("aws").machines["m6i.xlarge"]) == int(893 + 100 + 16384 * 0.075)
     # GKE: 25% of 4000 + 20% of 4000 + 10% of 8000 + 6% of 384 = 2623.04 MiB, + 100 eviction + kernel 256+16+64
-    assert reserved_memory_mib("gcp", MACHINES["gcp"]["e2-standard-4"]) == int(2623.04 + 100 + 336)
+    assert reserved_memory_mib("gcp", cloud("gcp").machines["e2-standard-4"]) == int(2623.04 + 100 + 336)
     # AKS 1.29+: min(20 x 110 + 50, 25%) = 2250 MiB, + 100 eviction + 2.5% kernel
-    assert reserved_memory_mib("azure", MACHINES["azure"]["Standard_D4s_v5"]) == int(2250 + 100 + 409.6)
+    assert reserved_memory_mib("azure", cloud("azure").machines["Standard_D4s_v5"]) == int(2250 + 100 + 409.6)
 
 
 def test_every_pod_of_every_example_fits_one_node_of_the_group_it_selects(rendered, clouds_by_cluster):
     """Judged on the rendered objects, independently of the render-time check in values.py."""
+    from dask_platform.clouds import CLOUDS
     from dask_platform.clusters import load_cluster
     from dask_platform.machines import allocatable
-    from dask_platform.provision import NODE_GROUP_LABEL, node_groups
+    from dask_platform.provision import node_groups
     from dask_platform.quantity import parse_quantity
     from tests.support.repo import REPO
 
@@ -116,7 +118,7 @@ def test_every_pod_of_every_example_fits_one_node_of_the_group_it_selects(render
         types = {g.name: g.instance_type for g in node_groups(load_cluster(REPO, name))}
         for dep in objects_of(r, "Deployment").values():
             spec = dep["spec"]["template"]["spec"]
-            room = allocatable(cloud, types[spec["nodeSelector"][NODE_GROUP_LABEL[cloud]]])
+            room = allocatable(cloud, types[spec["nodeSelector"][CLOUDS[cloud].node_group_label]])
             cpu = sum(parse_quantity(c["resources"]["requests"]["cpu"]) for c in spec["containers"])
             memory = sum(parse_quantity(c["resources"]["requests"]["memory"]) for c in spec["containers"])
             assert cpu * 1000 <= room.cpu_m and memory <= room.memory_bytes, (name, dep["metadata"]["name"], room)

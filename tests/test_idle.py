@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from dask_platform.clouds import cloud
+from dask_platform.clouds.aws import NODE_TEMPLATE_LABEL, build_eksctl_config
 from dask_platform.clusters import load_cluster
 from dask_platform.errors import UserError
-from dask_platform.provision import NODE_GROUP_LABEL, NODE_TEMPLATE_LABEL, build_eksctl_config, node_groups
+from dask_platform.provision import node_groups
 from dask_platform.render import committed_objects
 from dask_platform.repo import RepoTree
 from tests.support.repo import REPO, objects_of
@@ -60,7 +62,7 @@ def test_eks_groups_carry_the_node_template_tags_that_let_the_autoscaler_wake_th
     cluster = load_cluster(REPO, "aws-example")
     config = build_eksctl_config(cluster, committed_objects(REPO, cluster.name))
     tags = {g["name"]: g["tags"] for g in config["managedNodeGroups"]}
-    label = NODE_GROUP_LABEL["aws"]
+    label = cloud("aws").node_group_label
     checked = 0
     for obj in committed_objects(REPO, cluster.name):
         if obj["kind"] != "Deployment":

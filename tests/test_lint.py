@@ -1,6 +1,7 @@
 """Static checks: ruff on the Python, yamllint on the YAML, and the architecture rules: jobs/ imports nothing of the
 tooling, the product (dask_platform) nothing of the test bed, the test bed lives outside the product and the wheel,
-nothing edits sys.path, scripts/ holds only thin entry points, functions stay short."""
+no cloud branch outside dask_platform/clouds/, nothing edits sys.path, scripts/ holds only thin entry points,
+functions stay short."""
 
 from __future__ import annotations
 
@@ -61,6 +62,50 @@ def offenders_of(folder: Path, forbidden: set[str]) -> list[str]:
 # What is not the product: the test bed (testbed/), the tests and the benchmarks. Neither the tooling nor the jobs
 # may import them: they are not in the wheel or the image.
 NOT_THE_PRODUCT = {"testbed", "tests", "benchmarks"}
+
+
+# The clouds the tool knows; what differs between them lives in dask_platform/clouds/<cloud>.py (docs/clouds.md).
+CLOUD_NAMES = {"aws", "gcp", "azure", "minikube"}
+
+
+def cloud_branches(source: str) -> list[int]:
+    """The lines of ``source`` that compare something with a cloud's name (``cloud == "aws"``, ``in ("gcp", ...)``)
+    or key a dict literal by one: a branch on the cloud, which belongs in the cloud's module."""
+
+    def named(node: ast.AST) -> bool:
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return any(named(e) for e in node.elts)
+        return isinstance(node, ast.Constant) and node.value in CLOUD_NAMES
+
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare):
+            parts = [node.left, *node.comparators]
+        elif isinstance(node, ast.Dict):
+            parts = [k for k in node.keys if k is not None]
+        else:
+            continue
+        if any(named(part) for part in parts):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_no_cloud_branch_outside_the_clouds_package():
+    """Generic code asks the cluster's ``Cloud`` (dask_platform/clouds/) and never compares cloud names."""
+    package = REPO_ROOT / "dask_platform"
+    offenders = [
+        f"{path.relative_to(REPO_ROOT)}:{line}"
+        for path in sorted(package.rglob("*.py"))
+        if (package / "clouds") not in path.parents
+        for line in cloud_branches(path.read_text())
+    ]
+    assert offenders == []
+
+
+def test_the_cloud_branch_rule_sees_comparisons_and_dict_keys():
+    """The rule above can fail: it finds the shapes the tool's cloud branches had before dask_platform/clouds/."""
+    source = 'if cluster.cloud == "aws":\n    pass\nLABEL = {"gcp": "x"}\nok = c in ("azure", "minikube")\nx = "aws"\n'
+    assert cloud_branches(source) == [1, 3, 4]
 
 
 def test_jobs_import_nothing_from_the_tooling():
@@ -139,6 +184,7 @@ def test_the_wheel_ships_the_product_and_the_jobs_only(tmp_path: Path):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if ".dist-info/" not in n}
     assert tops == {"dask_platform", "jobs"}
+    assert "dask_platform/clouds/aws.yaml" in names  # the node group data (package-data)
     test_bed = [n for n in names if any(p.startswith(("node", "testbed")) for p in PurePosixPath(n).parts)]
     assert test_bed == []
 

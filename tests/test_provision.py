@@ -9,23 +9,15 @@ import yaml
 from click.testing import CliRunner
 
 from dask_platform.cli import main as cli
+from dask_platform.clouds import cloud
+from dask_platform.clouds.aws import NODE_TEMPLATE_LABEL, NODE_TEMPLATE_TAINT, build_eksctl_config
+from dask_platform.clouds.azure import build_aks_commands
+from dask_platform.clouds.gcp import build_gke_commands
+from dask_platform.clouds.minikube import build_minikube_command
 from dask_platform.clusters import load_cluster
 from dask_platform.errors import UserError
 from dask_platform.machines import allocatable
-from dask_platform.provision import (
-    NODE_GROUP_LABEL,
-    NODE_TEMPLATE_LABEL,
-    NODE_TEMPLATE_TAINT,
-    ZONE_LABEL,
-    NodeGroup,
-    build_aks_commands,
-    build_eksctl_config,
-    build_gke_commands,
-    build_minikube_command,
-    build_plan,
-    cluster_zone,
-    node_groups,
-)
+from dask_platform.provision import ZONE_LABEL, NodeGroup, build_plan, cluster_zone, node_groups
 from dask_platform.render import committed_objects
 from dask_platform.repo import RepoTree
 from tests.support.repo import REPO, container_args, objects_of
@@ -52,7 +44,7 @@ def test_eks_config_has_oidc_and_autoscaler_discovery_tags_matching_the_autoscal
 @pytest.mark.parametrize("name", [n for n in REPO.cluster_names() if load_cluster(REPO, n).cloud != "minikube"])
 def test_every_node_group_the_chart_selects_is_created(name: str, rendered):
     cluster = load_cluster(REPO, name)
-    label = NODE_GROUP_LABEL[cluster.cloud]
+    label = cloud(cluster.cloud).node_group_label
     created = {g.name for g in node_groups(cluster)}
     selected = set()
     for dep in objects_of(rendered[name], "Deployment").values():
@@ -172,7 +164,7 @@ def test_gke_binds_each_rendered_service_account_to_its_iam_service_account():
 
 
 def test_aks_federates_each_rendered_service_account_and_enforces_network_policy():
-    from dask_platform.machines import AKS_MAX_PODS
+    from dask_platform.clouds.azure import AKS_MAX_PODS
 
     cluster = load_cluster(REPO, "azure-example")
     commands = build_aks_commands(cluster, committed_objects(REPO, cluster.name))
