@@ -9,9 +9,10 @@ same destination and ignore rules from one file; an in-cluster cluster's file is
 the fleet never matches: in the fleet's Argo CD, kubernetes.default.svc is the management cluster itself.
 
 Written by `dask-platform render` (with the clusters' manifests they derive from): argocd/appproject.yaml,
-argocd/applicationset.yaml and the pointer clusters/<name>/application[-in-cluster].yaml. Repo URL, revision, Argo CD namespace
-and project name come from [tool.dask-platform.argocd] in pyproject.toml. The AppProject allows exactly the kinds
-the clusters render (plus Namespace, for CreateNamespace), so a chart change that adds a kind shows in its diff.
+argocd/applicationset.yaml and the pointer clusters/<name>/application[-in-cluster].yaml. Repo URL, revision, Argo
+CD namespace and project name come from [tool.dask-platform.argocd] in pyproject.toml. The AppProject allows exactly
+the kinds the clusters render (plus Namespace, for CreateNamespace), so a chart change that adds a kind shows in its
+diff.
 """
 
 from __future__ import annotations

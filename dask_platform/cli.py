@@ -261,6 +261,7 @@ def bootstrap(
         return
     api_client = kube_api(kube_context)
     if cluster and not server_dry_run:
+        server_side_apply(objects, api_client, dry_run=True)  # Argo CD installed, objects valid: before any Secret
         for line in jupyter_secret_lines(tree, cluster, api_client):
             click.echo(line)
     for line in server_side_apply(objects, api_client, dry_run=server_dry_run):

@@ -206,6 +206,27 @@ def delete_custom(api, obj: dict[str, Any]) -> None:
         )  # fmt: skip
 
 
+def test_bootstrap_without_argo_cd_leaves_nothing_behind(api, crds, control_plane: ControlPlane, monkeypatch):
+    """The command as a person runs it: on a cluster without Argo CD it stops with one line before it creates any
+    Secret (it used to create the namespace, the token and the TLS Secret first)."""
+    from click.testing import CliRunner
+    from kubernetes import client
+    from kubernetes.config import kube_config
+
+    from dask_platform.cli import main as cli
+
+    # the client reads $KUBECONFIG when it is imported: point its default at this server's kubeconfig instead
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(control_plane.kubeconfig))
+    crd.remove_crds(api, crd.ARGO_CD)
+    try:
+        result = CliRunner().invoke(cli, ["bootstrap", "minikube"])
+    finally:
+        crd.install_crds(api, crd.ARGO_CD)
+    assert result.exit_code == 2 and "install Argo CD first" in result.output, result.output
+    names = {s.metadata.name for s in client.CoreV1Api(api).list_secret_for_all_namespaces().items}
+    assert not names & {"jupyter-token", "jupyter-tls"}
+
+
 def test_bootstrap_without_argo_cd_says_so_and_with_it_creates_the_project_and_appset(api, crds):
     """`dask-platform bootstrap` against the server: without Argo CD's CRDs it stops with a clear message; with them
     it creates the AppProject and the ApplicationSet, which the server stores and returns as applied; a second run
