@@ -63,24 +63,31 @@ def test_argo_cd_syncs_a_branch_only_the_image_workflow_moves():
 
 
 def test_the_image_workflow_promotes_only_checked_commits_of_main():
+    """The check (validate and every rendered image pullable) runs in a job without write access; the push runs in a
+    job that only runs git, so no installed package ever sees the token that may push."""
     workflow = load(IMAGE_WORKFLOW)
     jobs = workflow["jobs"]
-    promote = jobs["promote"]
+    check, promote = jobs["check"], jobs["promote"]
     assert jobs["build"]["if"] == "github.ref == 'refs/heads/main'"
-    assert promote["needs"] == "build" and promote["if"] == "${{ !cancelled() && github.ref == 'refs/heads/main' }}"
+    assert check["needs"] == "build" and check["if"] == "${{ !cancelled() && github.ref == 'refs/heads/main' }}"
+    assert promote["needs"] == "check" and "if" not in promote  # runs only when the check succeeded
     assert workflow["concurrency"]["cancel-in-progress"] is False  # queued in push order, never cut mid-push
-    assert promote["permissions"] == {"contents": "write", "packages": "read"}
-    assert [job["permissions"].get("contents") for name, job in jobs.items() if name != "promote"] == ["read"]
-    runs = run_steps(promote)
-    check = next(i for i, r in enumerate(runs) if "dask-platform images check" in r)
-    push = next(i for i, r in enumerate(runs) if "git " in r and " push " in r)
-    assert check < push, "check every rendered image before moving the branch"
-    [push_line] = [line for line in runs[push].splitlines() if line.strip().startswith("git ") and " push " in line]
+    assert promote["permissions"] == {"contents": "write"}
+    assert check["permissions"] == {"contents": "read", "packages": "read"}
+    assert [job["permissions"].get("contents") for name, job in jobs.items() if name != "promote"] == ["read", "read"]
+    checks = run_steps(check)
+    assert any(r.startswith(".venv/bin/dask-platform validate") for r in checks), "promote only valid commits"
+    assert any("dask-platform images check" in r for r in checks), "check every rendered image before promoting"
+    assert "dask-platform images show | jq -r .deploy_branch" in "".join(checks), "the branch from pyproject.toml"
+    assert check["outputs"]["branch"] == "${{ steps.branch.outputs.branch }}"
+    installs = [s for s in promote["steps"] if "run" in s and ("scripts/dev" in s["run"] or ".venv" in s["run"])]
+    assert installs == [] and not [s for s in promote["steps"] if "setup-python" in s.get("uses", "")]
+    [push] = [r for r in run_steps(promote) if "git " in r and " push " in r]
+    [push_line] = [line for line in push.splitlines() if line.strip().startswith("git ") and " push " in line]
     assert not re.search(r"\s(--force\S*|-f)\s", push_line) and "+$GITHUB_SHA" not in push_line, "fast-forward only"
-    assert "dask-platform images show | jq -r .deploy_branch" in runs[push], "the branch comes from pyproject.toml"
-    assert "set -o pipefail" in runs[check] or workflow["defaults"]["run"]["shell"] == "bash"
-    assert '"$GITHUB_SHA:refs/heads/$branch"' in runs[push]
-    logins = [s for s in promote["steps"] if s.get("uses", "").startswith("docker/login-action@")]
+    assert '"$GITHUB_SHA:refs/heads/$BRANCH"' in push
+    assert workflow["defaults"]["run"]["shell"] == "bash"
+    logins = [s for s in check["steps"] if s.get("uses", "").startswith("docker/login-action@")]
     assert logins, "log in to the registry so a private image is told from a missing one"
 
 
