@@ -11,7 +11,8 @@ version and the image repository ([tool.dask-platform]). From them this module d
 - the charts' ``appVersion`` (the Dask version: the platform release the labels carry) and
   ``global.image.{repository,tag}`` defaults;
 - ``binder/environment.yml``, the conda environment for laptops, Binder and repo2docker;
-- the Python version the Dockerfile builds from.
+- the Python version the Dockerfile builds from;
+- the dask-kubernetes operator's CRDs in the chart, copied from the pinned wheel (dask_platform/daskoperator.py).
 
     dask-platform versions show      # the derived facts as JSON (CI and the image workflow read this)
     dask-platform versions sync      # rewrite the derived files
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dask_platform.errors import UserError
-from dask_platform.generated import Output
+from dask_platform.generated import AnyOutput, Output
 from dask_platform.repo import RepoTree
 
 COMMAND = "versions sync"
@@ -170,8 +171,11 @@ def dockerfile(env: Environment, text: str, source: Path) -> str:
     return _replace_line(text, r"^ARG PLATFORM_PYTHON=.*$", f"ARG PLATFORM_PYTHON={env.python}", source)
 
 
-def version_outputs(tree: RepoTree) -> list[Output]:
-    """Every file (or line of a file) derived from the pins, with the text it should have."""
+def version_outputs(tree: RepoTree) -> list[AnyOutput]:
+    """Every file (or line of a file) derived from the pins, with the text it should have: also the
+    dask-kubernetes operator's CRDs, copied from the pinned wheel (dask_platform/daskoperator.py)."""
+    from dask_platform import daskoperator
+
     env = load_environment(tree)
     values_file = tree.chart / "values.yaml"
     charts = [tree.chart / "Chart.yaml", *sorted(tree.chart.glob("charts/*/Chart.yaml"))]
@@ -180,4 +184,5 @@ def version_outputs(tree: RepoTree) -> list[Output]:
         Output(values_file, chart_values(env, tree.read_text(values_file), values_file)),
         Output(tree.dockerfile, dockerfile(env, tree.read_text(tree.dockerfile), tree.dockerfile)),
         Output(tree.conda_environment, environment_yml(env, tree.image_lock)),
+        daskoperator.crd_output(tree, env.pins[daskoperator.PACKAGE]),
     ]
