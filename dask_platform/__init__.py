@@ -22,11 +22,14 @@ tests/test_lint.py keeps this list equal to the package's modules:
     clouds/      each cloud in one module: node groups, machines, prices' file, plan, identity, teardown
     provision    the plan's shared logic (node groups, zone, labels, maintenance) and its text
     identity     the pods' cloud identities, from the rendered ServiceAccounts (shared part)
+    tenants      tenants' rules, names and settings (namespaces, quotas, idle caps), from values and renders
+    daskoperator  the dask-kubernetes operator's facts: its pin, its CRDs copied from the wheel
     costs        what a cluster costs per hour and month, and how to delete it
     bootstrap    server-side apply of the Argo CD objects, and the Secrets Jupyter needs (token, TLS)
     helmbin      the helm binary: on PATH, or fetched from PyPI with pinned sha256
     submit/      where a job runs (target), the client on it (connect), the port-forward (kube), the local cluster
-                 (embedded), versions (compat), the job itself (run); the job code it ships is jobs/shipping.py
+                 (embedded), a tenant's DaskCluster (tenant), versions (compat), the job itself (run); the job code it
+                 ships is jobs/shipping.py
     cli          the `dask-platform` command (__main__: `python -m dask_platform`)
 
 The single-node test cluster and the rest of the test bed are not here: they are testbed/, beside this package.

@@ -67,14 +67,26 @@ def destination(cluster: Cluster) -> dict[str, str]:
 
 
 def build_appproject(
-    settings: ArgoSettings, clusters: list[Cluster], objects: Iterable[dict[str, Any]]
+    settings: ArgoSettings,
+    clusters: list[Cluster],
+    objects: Iterable[dict[str, Any]],
+    namespaces: dict[str, set[str]] | None = None,
 ) -> dict[str, Any]:
     """The project every cluster's Application belongs to: this repository, the clusters' destinations, and the
     kinds in ``objects``: what the clusters render plus what any chart feature could add (render_outputs passes
-    the all-features scenario too), so a values PR that turns a feature on still syncs."""
+    the all-features scenario too), so a values PR that turns a feature on still syncs. ``namespaces``: per
+    cluster, the other namespaces it may sync into (its tenants'; a glob such as ``tenant-*`` admits tenants added
+    later, argo-cd docs, projects.md "destinations": glob patterns), as Argo CD refuses any other."""
     namespaced, cluster_scoped = kinds_of(objects)
     cluster_scoped.add(("", "Namespace"))  # CreateNamespace=true
-    destinations = sorted({tuple(sorted(destination(c).items())) for c in clusters})
+    destinations = sorted(
+        {tuple(sorted(destination(c).items())) for c in clusters}
+        | {
+            tuple(sorted({**destination(c), "namespace": ns}.items()))
+            for c in clusters
+            for ns in (namespaces or {}).get(c.name, set())
+        }
+    )
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "AppProject",
@@ -259,8 +271,20 @@ def argocd_outputs(
     ``possible``: objects a values change could add (their kinds are allowed too)."""
     settings = load_settings(tree)
     allowed = [o for c in clusters for o in objects_by_cluster[c.name]] + list(possible)
+    # Tenants live in namespaces of their own: each cluster's, and the default prefix's glob for tenants to come.
+    prefix = tree.load_mapping(tree.chart / "values.yaml")["tenancy"]["namespacePrefix"]
+    namespaces = {
+        c.name: {f"{prefix}*"}
+        | {
+            ns
+            for o in objects_by_cluster[c.name]
+            if (ns := o["metadata"].get("namespace")) and ns != c.namespace and not ns.startswith(prefix)
+        }
+        for c in clusters
+    }
+    project = build_appproject(settings, clusters, allowed, namespaces)
     outputs = [
-        Output(tree.argocd_dir / "appproject.yaml", dump(build_appproject(settings, clusters, allowed))),
+        Output(tree.argocd_dir / "appproject.yaml", dump(project)),
         Output(tree.argocd_dir / "applicationset.yaml", dump(build_fleet_applicationset(settings))),
     ]
     outputs += [

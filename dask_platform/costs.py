@@ -81,6 +81,21 @@ class GroupScale:
 
 
 @dataclass(frozen=True)
+class TenantCost:
+    """What a tenant's pods cost: each takes 1/pods_per_node of a node of its worker group's node group."""
+
+    tenant: str
+    machine_type: str
+    pods_per_node: int
+    pod_hourly: float
+    quota_pods: int  # the most pods its quota admits (pods, cpu and memory)
+
+    @property
+    def quota_hourly(self) -> float:
+        return self.pod_hourly * self.quota_pods
+
+
+@dataclass(frozen=True)
 class CostReport:
     cluster: str
     cloud: str
@@ -91,6 +106,7 @@ class CostReport:
     network: float = 0.0
     network_per_node: float = 0.0
     network_node_cap: int = 0
+    tenants: list[TenantCost] = field(default_factory=list)
 
     def nodes(self, scale: str) -> int:
         return sum(getattr(g, f"{scale}_nodes") for g in self.groups)
@@ -157,6 +173,30 @@ def _group_scale(cluster: Cluster, g: NodeGroup, table: PriceTable, effective: d
     return GroupScale(g.name, g.instance_type, price, idle_nodes(cluster, g, effective), busy, g.min_size)
 
 
+def tenant_costs(cluster: Cluster, effective: dict[str, Any], table: PriceTable) -> list[TenantCost]:
+    """Per tenant: the price of one of its pods (sized as its worker group, on the node group that group selects)
+    and of all the pods its quota admits at once."""
+    from dask_platform.tenants import _group
+
+    label = cloud(cluster.cloud).node_group_label
+    groups = {g.name: g for g in node_groups(cluster)}
+    out = []
+    for name, tenant in sorted((effective.get("tenants") or {}).items()):
+        _, values = _group(effective, tenant)
+        node_group = groups.get(((values or {}).get("nodeSelector") or {}).get(label, ""))
+        if values is None or node_group is None or node_group.instance_type not in table.machines:
+            continue
+        per_node = _worker_pods_per_node(cluster.cloud, node_group.instance_type, values)
+        limits = {**values["resources"].get("requests", {}), **values["resources"].get("limits", {})}
+        quota = tenant["quota"]
+        fits = [int(quota["pods"])] + [
+            int(parse_quantity(quota[r]) // parse_quantity(limits[r])) for r in ("cpu", "memory") if r in limits
+        ]
+        hourly = table.machines[node_group.instance_type] / per_node
+        out.append(TenantCost(name, node_group.instance_type, per_node, hourly, min(fits)))
+    return out
+
+
 def build_cost_report(cluster: Cluster, effective: dict[str, Any]) -> CostReport:
     """Idle (node groups at what no work keeps) and busy (every group some component selects at its maximum) cost
     of ``cluster``. A group nothing selects and that may be empty (the gpu group while GPU workers are off) costs
@@ -184,6 +224,7 @@ def build_cost_report(cluster: Cluster, effective: dict[str, Any]) -> CostReport
         table.network,
         table.network_per_node,
         table.network_node_cap,
+        tenant_costs(cluster, effective, table),
     )
 
 
@@ -212,6 +253,11 @@ def format_cost_report(report: CostReport) -> list[str]:
                 "#   (floor: idle with the worker groups autoscaled to zero: dask.workerGroups.<group>.autoscaling "
                 "enabled, minReplicas 0, KEDA in the cluster)"
             )
+    for t in report.tenants:
+        lines.append(
+            f"#   tenant {t.tenant}: ${t.pod_hourly:.3f} per pod-hour (1/{t.pods_per_node} of a {t.machine_type}); "
+            f"at its quota ({t.quota_pods} pods) ${t.quota_hourly:.2f}/hour, on nodes the autoscaler adds"
+        )
     lines.append(f"# prices: {table.source}")
     lines += [f"#   {note}" for note in table.notes]
     lines.append(f"# delete: {report.teardown}")

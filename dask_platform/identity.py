@@ -13,16 +13,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from dask_platform.clusters import Cluster
+from dask_platform.tenants import TENANT_LABEL
 
 
 @dataclass(frozen=True)
 class Identity:
     """A rendered ServiceAccount with a cloud identity: its component, where it is, and the identity it names."""
 
-    component: str
+    component: str  # the grants key (cluster.yaml grants.<component>); a tenant's: tenant-<name>
     namespace: str
     service_account: str
     cloud_id: str
+    values_path: str = ""  # where its annotations are set under values, when not <component> (a tenant's)
 
     @property
     def subject(self) -> str:
@@ -42,7 +44,13 @@ def identities(cluster: Cluster, objects: list[dict[str, Any]]) -> list[Identity
         meta = obj["metadata"]
         cloud_id = (meta.get("annotations") or {}).get(key)
         if cloud_id:
-            component = meta.get("labels", {}).get("app.kubernetes.io/component", meta["name"])
+            labels = meta.get("labels", {})
+            tenant = labels.get(TENANT_LABEL)
+            if tenant:  # a tenant's own identity (templates/tenants/serviceaccount.yaml)
+                where = f"tenants.{tenant}"
+                found.append(Identity(f"tenant-{tenant}", meta["namespace"], meta["name"], cloud_id, where))
+                continue
+            component = labels.get("app.kubernetes.io/component", meta["name"])
             found.append(Identity(component, meta["namespace"], meta["name"], cloud_id))
     return sorted(found, key=lambda i: i.component)
 
@@ -56,7 +64,8 @@ def value_key(identity: Identity, cluster: Cluster) -> str:
     """The cluster.yaml key path of the identity's annotation (for errors about its value)."""
     from dask_platform.clouds import cloud
 
-    return f"values.{identity.component}.serviceAccount.annotations.{cloud(cluster.cloud).identity_annotation}"
+    where = identity.values_path or identity.component
+    return f"values.{where}.serviceAccount.annotations.{cloud(cluster.cloud).identity_annotation}"
 
 
 class Shell(str):

@@ -14,7 +14,10 @@ from typing import Any
 
 POD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"}
 # Components allowed a ClusterRole (by app.kubernetes.io/component), with the reason.
-CLUSTER_ROLE_COMPONENTS = {"cluster-autoscaler": "simulates scheduling and scales nodes cluster-wide"}
+CLUSTER_ROLE_COMPONENTS = {
+    "cluster-autoscaler": "simulates scheduling and scales nodes cluster-wide",
+    "operator": "sees CRDs come and go (list and watch customresourcedefinitions, nothing else)",
+}
 
 
 @dataclass(frozen=True)

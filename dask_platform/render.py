@@ -59,9 +59,12 @@ async def template_objects(
         raise HelmError(f"helm template failed: {message}", file=chart_dir) from None
 
 
-def object_filename(obj: dict[str, Any]) -> str:
-    """A stable file name for an object: <kind>-<name>.yaml, lower case."""
-    return f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+def object_filename(obj: dict[str, Any], namespace: str | None = None) -> str:
+    """A stable file name for an object: <kind>-<name>.yaml, lower case; an object in another namespace than the
+    release's ``namespace`` (a tenant's) is <kind>-<its namespace>-<name>.yaml, as tenants' objects share names."""
+    own = obj["metadata"].get("namespace")
+    where = f"{own}-" if namespace and own and own != namespace else ""
+    return f"{obj['kind'].lower()}-{where}{obj['metadata']['name']}.yaml"
 
 
 def manifest_files(cluster: Cluster, objects: Iterable[dict[str, Any]]) -> dict[str, str]:
@@ -71,7 +74,7 @@ def manifest_files(cluster: Cluster, objects: Iterable[dict[str, Any]]) -> dict[
     top = header(COMMAND, sources)
     files: dict[str, str] = {}
     for obj in objects:
-        name = object_filename(obj)
+        name = object_filename(obj, cluster.namespace)
         if name in files:
             raise UserError(f"two objects render to the same file {name}", file=cluster.path.parent / "rendered")
         files[name] = top + yaml.safe_dump(obj, sort_keys=False, default_flow_style=False, width=120)

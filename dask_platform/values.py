@@ -27,6 +27,7 @@ from dask_platform.errors import UserError, key_path_str
 from dask_platform.quantity import format_bytes, parse_quantity
 from dask_platform.repo import RepoTree
 from dask_platform.schema import load_schema
+from dask_platform.tenants import tenant_problems
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,12 @@ def build_values(tree: RepoTree, cluster: Cluster) -> ClusterValues:
     user = merge_layers(*(layer.values for layer in layers))
     effective = coalesce(tree.load_mapping(tree.chart / "values.yaml"), user)
     validate_values(effective, layers, load_schema(tree), tree.chart / "values.yaml")
-    for path, message in [*node_selection_problems(cluster, effective), *node_fit_problems(cluster, effective)]:
+    argocd_namespace = tree.tool_settings("argocd").get("namespace", "argocd")
+    for path, message in [
+        *node_selection_problems(cluster, effective),
+        *node_fit_problems(cluster, effective),
+        *tenant_problems(effective, cluster.namespace, reserved=[argocd_namespace]),
+    ]:
         file, path = blame(path, layers, tree.chart / "values.yaml")
         raise UserError(message, file=file, key_path=key_path_str(path))
     return ClusterValues(user, effective)

@@ -22,6 +22,7 @@ from dask_platform.clouds.base import (
 from dask_platform.clusters import Cluster
 from dask_platform.errors import UserError
 from dask_platform.identity import Identity, grants, identities, value_key
+from dask_platform.tenants import tenant_groups
 
 # The label EKS puts on a managed node group's nodes (what values/aws.yaml selects by).
 NODE_GROUP_LABEL = "eks.amazonaws.com/nodegroup"
@@ -234,13 +235,30 @@ def eksctl_node_group(cluster: Cluster, g: NodeGroup) -> dict[str, Any]:
     return group
 
 
+# Tenants' people: an EKS access entry maps an IAM principal to Kubernetes groups, which the tenant's RoleBinding
+# names (docs.aws.amazon.com/eks/latest/eksctl/access-entries.html: accessConfig.accessEntries, principalARN,
+# kubernetesGroups; eksctl's default authenticationMode API_AND_CONFIG_MAP permits them). One entry per principal
+# (the EKS API: "You can't specify the same ARN in more than one access entry"), with every group it belongs to.
+def build_eksctl_access_entries(cluster: Cluster, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Access entries for the principals of cluster.yaml's tenants (values.tenants.<name>.principals), each mapped
+    to the groups the rendered tenant RoleBindings bind."""
+    bound = tenant_groups(objects)
+    groups: dict[str, list[str]] = {}
+    for name, tenant in sorted((cluster.overrides.get("tenants") or {}).items()):
+        for principal in (tenant or {}).get("principals") or []:
+            for group in bound.get(name, []):
+                if group not in groups.setdefault(principal, []):
+                    groups[principal].append(group)
+    return [{"principalARN": p, "kubernetesGroups": g} for p, g in sorted(groups.items())]
+
+
 def build_eksctl_config(cluster: Cluster, objects: list[dict[str, Any]]) -> dict[str, Any]:
     """An eksctl ClusterConfig: OIDC on, one IAM role per rendered ServiceAccount identity (IRSA; no node-role
     policies, so other pods on a node do not get the autoscaler's rights), NetworkPolicy enforced, the EBS CSI
     driver, a VPC whose nodes are private, and managed node groups tagged for the autoscaler's discovery."""
     found = identities(cluster, objects)
     region = require(cluster, "region")
-    return {
+    config = {
         "apiVersion": "eksctl.io/v1alpha5",
         "kind": "ClusterConfig",
         "metadata": {
@@ -255,6 +273,10 @@ def build_eksctl_config(cluster: Cluster, objects: list[dict[str, Any]]) -> dict
         "addons": [EKS_VPC_CNI_ADDON, EKS_EBS_CSI_ADDON],
         "managedNodeGroups": [eksctl_node_group(cluster, g) for g in node_groups(cluster)],
     }
+    entries = build_eksctl_access_entries(cluster, objects)
+    if entries:
+        config["accessConfig"] = {"authenticationMode": "API_AND_CONFIG_MAP", "accessEntries": entries}
+    return config
 
 
 def plan(cluster: Cluster, objects: list[dict[str, Any]]) -> Plan:

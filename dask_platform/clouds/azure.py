@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Any
 
@@ -20,7 +21,9 @@ from dask_platform.clouds.base import (
     tiers,
 )
 from dask_platform.clusters import Cluster
+from dask_platform.errors import UserError
 from dask_platform.identity import Identity, Shell, grants, identities
+from dask_platform.tenants import tenant_groups
 
 # The label AKS puts on a node pool's nodes (what values/azure.yaml selects by).
 NODE_GROUP_LABEL = "kubernetes.azure.com/agentpool"
@@ -157,6 +160,27 @@ def aks_pool_command(cluster: Cluster, g: NodeGroup) -> list[str]:
     ]
 
 
+# Tenants' people: with AKS-managed Microsoft Entra ID integration (az aks create --enable-aad), Entra users and
+# groups are subjects of Kubernetes RBAC, a group named by its object id (learn.microsoft.com/azure/aks/
+# entra-id-authorization, note on integrated authentication; learn.microsoft.com/azure/aks/azure-ad-rbac).
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
+def aks_entra_flags(cluster: Cluster, objects: list[dict[str, Any]]) -> list[str]:
+    """``--enable-aad`` when tenants bind Entra groups (each named by its object id)."""
+    groups = tenant_groups(objects)
+    for tenant, names in groups.items():
+        for group in names:
+            if not _GUID.match(group):
+                raise UserError(
+                    f"{group!r}: on AKS a tenant's group is a Microsoft Entra group's object id (a GUID: "
+                    "az ad group show --query id)",
+                    file=cluster.path,
+                    key_path=f"values.tenants.{tenant}.group",
+                )
+    return ["--enable-aad"] if groups else []
+
+
 def build_aks_commands(cluster: Cluster, objects: list[dict[str, Any]]) -> list[list[str]]:
     """az commands: a cluster with OIDC + Workload Identity, Cilium NetworkPolicy, AKS's autoscaler and patch
     auto-upgrades, its core pool in one zone, the other pools, the maintenance windows, then a federated managed
@@ -167,6 +191,7 @@ def build_aks_commands(cluster: Cluster, objects: list[dict[str, Any]]) -> list[
     commands = [
         ["az", "aks", "create", f"--resource-group={group}", f"--name={cluster.name}", f"--location={location}",
          f"--kubernetes-version={cluster.kubernetes_version}", "--enable-oidc-issuer", "--enable-workload-identity",
+         *aks_entra_flags(cluster, objects),
          *AKS_NETWORK, *AKS_UPGRADES, f"--max-pods={AKS_MAX_PODS}", f"--nodepool-name={core.name}",
          f"--node-vm-size={core.instance_type}", *zone, f"--node-count={core.desired}",
          "--enable-cluster-autoscaler", f"--min-count={core.min_size}", f"--max-count={core.max_size}",

@@ -24,6 +24,7 @@ from dask_platform.clouds.base import (
 from dask_platform.clusters import Cluster
 from dask_platform.errors import UserError
 from dask_platform.identity import Identity, grants, identities, value_key
+from dask_platform.tenants import tenant_groups
 
 # The label GKE puts on a node pool's nodes (what values/gcp.yaml selects by).
 NODE_GROUP_LABEL = "cloud.google.com/gke-nodepool"
@@ -172,6 +173,32 @@ def gke_pool_flags(g: NodeGroup) -> list[str]:
     return flags
 
 
+# Tenants' people: Google Groups for RBAC. A RoleBinding's Group subject is a Google group's email, and the cluster
+# must name the domain's gke-security-groups group that contains those groups (cloud.google.com/kubernetes-engine/
+# docs/how-to/google-groups-rbac: gcloud container clusters create --security-group="gke-security-groups@DOMAIN").
+def gke_security_group(cluster: Cluster, objects: list[dict[str, Any]]) -> list[str]:
+    """``--security-group=gke-security-groups@DOMAIN`` when tenants bind Google groups (all of one domain)."""
+    domains = set()
+    for tenant, groups in tenant_groups(objects).items():
+        for group in groups:
+            local, _, domain = group.partition("@")
+            if not local or not domain or "." not in domain:
+                raise UserError(
+                    f"{group!r}: on GKE a tenant's group is a Google group's email (Google Groups for RBAC)",
+                    file=cluster.path,
+                    key_path=f"values.tenants.{tenant}.group",
+                )
+            domains.add(domain)
+    if len(domains) > 1:
+        raise UserError(
+            f"tenants' groups are in {len(domains)} domains ({', '.join(sorted(domains))}): GKE reads the groups of "
+            "one gke-security-groups@DOMAIN group",
+            file=cluster.path,
+            key_path="values.tenants",
+        )
+    return [f"--security-group=gke-security-groups@{d}" for d in sorted(domains)]
+
+
 def build_gke_commands(cluster: Cluster, objects: list[dict[str, Any]]) -> list[list[str]]:
     """gcloud commands: the NAT for private nodes, a cluster with private nodes in one zone, Workload Identity,
     Dataplane V2 and a weekend maintenance window, one autoscaled pool per node group (GKE's managed autoscaler), the
@@ -184,7 +211,8 @@ def build_gke_commands(cluster: Cluster, objects: list[dict[str, Any]]) -> list[
         ["gcloud", "container", "clusters", "create", cluster.name, *where,
          f"--node-locations={cluster_zone(cluster)}", f"--cluster-version={cluster.kubernetes_version}",
          f"--workload-pool={project}.svc.id.goog", *GKE_NETWORK_POLICY, f"--network={GKE_NETWORK}",
-         "--enable-private-nodes", *gke_maintenance_flags(maintenance(cluster)), "--num-nodes=1"]
+         "--enable-private-nodes", *gke_maintenance_flags(maintenance(cluster)),
+         *gke_security_group(cluster, objects), "--num-nodes=1"]
     )  # fmt: skip
     for g in node_groups(cluster):
         commands.append(
