@@ -1,6 +1,6 @@
 """The `dask-platform` command line: thin click commands over the library's functions. `dask-platform --help`
-lists the commands (render, schema, versions, images, values, validate, plan, cost, bootstrap, jupyter-token,
-submit, doctor); each has its own --help.
+lists the commands (render, schema, versions, images, values, validate, plan, cost, tenants, bootstrap,
+jupyter-token, submit, doctor); each has its own --help.
 
 Every command takes the repository from ``--repo`` (default: the checkout this package is installed from).
 A UserError prints one line naming the file and key path, and exits 2.
@@ -236,6 +236,56 @@ def cost(ctx: click.Context, cluster: str) -> None:
 
 
 @main.command()
+@click.argument("cluster")
+@click.option("--kube-context", help="kubeconfig context of CLUSTER (default: the current one).")
+@click.option("--no-idle", is_flag=True, help="Do not ask each scheduler how long it has been idle.")
+@click.pass_context
+@report_user_errors
+def tenants(ctx: click.Context, cluster: str, kube_context: str | None, no_idle: bool) -> None:
+    """The tenants' Dask clusters running on CLUSTER: age, phase, workers, idle time and cost per hour."""
+    import time
+
+    from dask_platform.clusters import load_cluster
+    from dask_platform.costs import prices, tenant_costs
+    from dask_platform.render import rendered_objects
+    from dask_platform.submit.kube import ServiceRef, api_client
+    from dask_platform.submit.tenant import (
+        CLUSTER_LABEL,
+        COMPONENT_LABEL,
+        build_rows,
+        format_rows,
+        list_tenant_clusters,
+        scheduler_idle_since,
+    )
+    from dask_platform.tenants import tenant_settings
+    from dask_platform.values import build_values
+
+    tree = tree_of(ctx)
+    settings = tenant_settings(rendered_objects(tree, cluster))
+    if not settings:
+        raise UserError(f"cluster {cluster} declares no tenants (tenants in its values)")
+    loaded = load_cluster(tree, cluster)
+    effective = build_values(tree, loaded).effective
+    costs = {t.tenant: t.pod_hourly for t in tenant_costs(loaded, effective, prices(loaded.cloud))}
+    from dask_platform.submit.connect import explain
+
+    try:
+        items = list_tenant_clusters(api_client(kube_context), settings)
+    except Exception as exc:  # no kubeconfig, the API refusing or not answering: one line
+        message = explain(exc)
+        if message is None:
+            raise
+        raise UserError(f"cluster {cluster}: {message}") from None
+    idle: dict[str, float | None] = {}
+    for tenant, obj in items if not no_idle else []:
+        name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
+        selector = {CLUSTER_LABEL: name, COMPONENT_LABEL: "scheduler"}
+        ref = ServiceRef(ns, f"{name}-scheduler", settings[tenant].dashboard_port, selector)
+        idle[f"{ns}/{name}"] = scheduler_idle_since(ref, kube_context, None)
+    click.echo("\n".join(format_rows(build_rows(items, time.time(), costs, idle))))
+
+
+@main.command()
 @click.argument("cluster", required=False)
 @click.option("--fleet", is_flag=True, help="Apply the fleet's AppProject and ApplicationSet (a management cluster).")
 @click.option("--dry-run", is_flag=True, help="Print the objects; touch nothing.")
@@ -329,7 +379,16 @@ CONNECTION_OPTIONS = [
     ),
     click.Option(["--cluster"], help="A cluster under clusters/: reach its scheduler through a port-forward."),
     click.Option(["--kube-context"], help="kubeconfig context for --cluster (default: the current one)."),
-    click.Option(["--workers"], type=int, help="Embedded cluster: worker processes (default: one per core)."),
+    click.Option(
+        ["--tenant"],
+        help="With --cluster: run on a Dask cluster of this tenant's own, created for the run and deleted after.",
+    ),
+    click.Option(["--keep"], is_flag=True, help="With --tenant: leave the tenant's cluster running at the end."),
+    click.Option(
+        ["--workers"],
+        type=int,
+        help="Embedded cluster: worker processes (default: one per core); --tenant: workers (default: its maximum).",
+    ),
     click.Option(["--threads-per-worker"], type=int, help="Embedded cluster: threads per worker."),
     click.Option(["--memory-limit"], default="auto", show_default=True, help="Embedded cluster: per worker."),
     click.Option(

@@ -41,6 +41,28 @@ def node():
         yield node
 
 
+@pytest.fixture(scope="module")
+def control_plane(tmp_path_factory):
+    """A real kube-apiserver + etcd (testbed/envtest.py) for one test module; never skipped in CI."""
+    from testbed.envtest import start_control_plane
+
+    try:
+        with start_control_plane(tmp_path_factory.mktemp("envtest")) as plane:
+            yield plane
+    except RuntimeError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"no kube-apiserver in CI: {exc}")
+        pytest.skip(f"no kube-apiserver here: {exc}")
+
+
+@pytest.fixture(scope="module")
+def api(control_plane):
+    """An admin API client of ``control_plane``."""
+    from kubernetes import config
+
+    return config.new_client_from_config(config_file=str(control_plane.kubeconfig))
+
+
 @pytest.fixture(scope="session")
 def rendered(helm: Path) -> dict[str, RenderedCluster]:
     """Every cluster under clusters/, rendered in memory from the working tree."""

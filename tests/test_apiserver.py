@@ -10,7 +10,6 @@ checked offline against the real schemas by tests/test_argocd.py). Never skipped
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ from dask_platform.errors import UserError
 from dask_platform.render import all_feature_objects, render_clusters
 from dask_platform.repo import RepoTree
 from dask_platform.values import build_values
-from testbed.envtest import ControlPlane, start_control_plane
+from testbed.envtest import ControlPlane
 from tests.support import crds as crd
 from tests.support.argo import ArgoApplication, sync_options
 from tests.support.repo import REPO
@@ -34,24 +33,6 @@ pytestmark = [pytest.mark.apiserver, pytest.mark.slow, pytest.mark.helm]
 
 RBAC_TABLE = yaml.safe_load((REPO_ROOT / "tests/rbac_table.yaml").read_text())
 PART_OF = "app.kubernetes.io/part-of=dask-platform"
-
-
-@pytest.fixture(scope="module")
-def control_plane(tmp_path_factory) -> ControlPlane:
-    try:
-        with start_control_plane(tmp_path_factory.mktemp("envtest")) as plane:
-            yield plane
-    except RuntimeError as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"no kube-apiserver in CI: {exc}")
-        pytest.skip(f"no kube-apiserver here: {exc}")
-
-
-@pytest.fixture(scope="module")
-def api(control_plane: ControlPlane):
-    from kubernetes import config
-
-    return config.new_client_from_config(config_file=str(control_plane.kubeconfig))
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +84,21 @@ def live_objects(api, kinds: set[tuple[str, str]], namespace: str) -> set[str]:
     return out
 
 
+def live_everywhere(api, kinds: set[tuple[str, str]]) -> set[str]:
+    """kind/namespace/name (kind/name when cluster-scoped) of every platform object of ``kinds``, in any namespace:
+    a cluster with tenants has objects in their namespaces too."""
+    out = set()
+    for api_version, kind in kinds:
+        for item in dynamic(api).resources.get(api_version=api_version, kind=kind).get(label_selector=PART_OF).items:
+            out.add("/".join(p for p in (kind, item.metadata.namespace, item.metadata.name) if p))
+    return out
+
+
+def ident(obj: dict[str, Any]) -> str:
+    meta = obj["metadata"]
+    return "/".join(p for p in (obj["kind"], meta.get("namespace"), meta["name"]) if p)
+
+
 def kinds_of(objects: list[dict[str, Any]]) -> set[tuple[str, str]]:
     return {(o["apiVersion"], o["kind"]) for o in objects}
 
@@ -123,7 +119,7 @@ def test_argo_sync_applies_then_prunes_to_exactly_the_new_set(api, name: str, sc
     application = yaml.safe_load(REPO.application_file(name).read_text())
     argo = ArgoApplication(api)
     argo.sync(application, objects)
-    assert live_objects(api, kinds, namespace) == {f"{o['kind']}/{o['metadata']['name']}" for o in objects}
+    assert live_everywhere(api, kinds) == {ident(o) for o in objects}
     again = server_side_apply(objects, api)  # idempotent: a second sync only reconfigures
     assert all(line.endswith("configured") for line in again)
 
@@ -137,10 +133,9 @@ def test_argo_sync_applies_then_prunes_to_exactly_the_new_set(api, name: str, sc
     new_objects, _ = served(api, render_clusters(scratch, [name], helm)[0].objects)
     pruned = argo.sync(application, new_objects)
     assert "Deployment/dask-jupyter" in pruned and "ServiceAccount/dask-jupyter" in pruned
-    kept = {f"{o['kind']}/{o['metadata']['name']}" for o in objects if "Prune=false" in sync_options(o)}
-    assert kept == ({"PersistentVolumeClaim/dask-jupyter"} if name != "minikube" else set())  # the users' notebooks
-    new_names = {f"{o['kind']}/{o['metadata']['name']}" for o in new_objects}
-    assert live_objects(api, kinds, namespace) == new_names | kept
+    kept = {ident(o) for o in objects if "Prune=false" in sync_options(o)}
+    assert kept == ({f"PersistentVolumeClaim/{namespace}/dask-jupyter"} if name != "minikube" else set())  # notebooks
+    assert live_everywhere(api, kinds) == {ident(o) for o in new_objects} | kept
     worker = (
         dynamic(api)
         .resources.get(api_version="apps/v1", kind="Deployment")
@@ -150,8 +145,9 @@ def test_argo_sync_applies_then_prunes_to_exactly_the_new_set(api, name: str, sc
 
     argo.sync(application, [])  # leave the server empty for the next cluster
     for entry in kept:
-        delete_claim(api, entry.split("/")[1], namespace)
-    assert live_objects(api, kinds, namespace) == set()
+        delete_claim(api, entry.split("/")[-1], namespace)
+    finish_namespace_deletions(api)  # the tenants' namespaces, pruned with the rest
+    assert live_everywhere(api, kinds) == set()
 
 
 def delete_claim(api, name: str, namespace: str) -> None:
@@ -166,6 +162,19 @@ def delete_claim(api, name: str, namespace: str) -> None:
         body={"metadata": {"finalizers": None}},
         content_type="application/merge-patch+json",
     )
+
+
+def finish_namespace_deletions(api) -> None:
+    """Finish the deletion of every Terminating namespace the way the controller manager's namespace controller does
+    once it has deleted what they held (this server runs no controllers): their finalizers are emptied through the
+    namespace's finalize subresource."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(api)
+    for ns in core.list_namespace().items:
+        if ns.metadata.deletion_timestamp is not None:
+            ns.spec.finalizers = []
+            core.replace_namespace_finalize(ns.metadata.name, ns)
 
 
 def test_server_rejects_what_it_should(api):
@@ -315,9 +324,9 @@ def test_every_optional_feature_syncs_with_its_custom_resources(api, crds, helm)
     assert {o["kind"] for o in custom} == {"ScaledObject", "PodMonitor"}
     application = yaml.safe_load(REPO.application_file("minikube").read_text())
     namespace, kinds, argo = application["spec"]["destination"]["namespace"], kinds_of(objects), ArgoApplication(api)
-    assert {o["metadata"].get("namespace", namespace) for o in objects} == {namespace}
+    assert {o["metadata"].get("namespace", namespace) for o in objects} == {namespace, "tenant-scenario"}
     argo.sync(application, objects)
-    assert live_objects(api, kinds, namespace) == {f"{o['kind']}/{o['metadata']['name']}" for o in objects}
+    assert live_everywhere(api, kinds) == {ident(o) for o in objects}
     for obj in custom:
         assert read_back(api, obj)["spec"] == obj["spec"], obj["metadata"]["name"]
     assert all(line.endswith("configured") for line in server_side_apply(objects, api))
@@ -328,7 +337,8 @@ def test_every_optional_feature_syncs_with_its_custom_resources(api, crds, helm)
     for obj in objects:
         if "Prune=false" in sync_options(obj):
             delete_claim(api, obj["metadata"]["name"], namespace)
-    assert live_objects(api, kinds, namespace) == set()
+    finish_namespace_deletions(api)
+    assert live_everywhere(api, kinds) == set()
 
 
 def test_the_secrets_jupyter_needs_are_created_once(api):
@@ -562,9 +572,13 @@ def load_tree_rendered(tree: RepoTree, name: str) -> list[dict[str, Any]]:
 # --- RBAC -----------------------------------------------------------------------------------------------------
 
 
+def subject(entry: dict[str, Any]) -> str:
+    return entry["serviceAccount"] if "serviceAccount" in entry else f"group:{entry['group']}"
+
+
 def access_rows() -> list[tuple[str, bool, dict[str, Any]]]:
     return [
-        (entry["serviceAccount"], allowed, check)
+        (subject(entry), allowed, check)
         for entry in RBAC_TABLE
         for allowed in (True, False)
         for check in entry["allowed" if allowed else "denied"]
@@ -575,16 +589,23 @@ def describe(check: dict[str, Any]) -> str:
     resource = check["resource"] + (f"/{check['subresource']}" if check.get("subresource") else "")
     group = f"{check['group']}/" if check.get("group") else ""
     name = f" {check['name']}" if check.get("name") else ""
-    where = {"own": "own namespace", "other": "other namespace", "": "cluster-wide"}[check.get("namespace", "own")]
+    where = {
+        "own": "own namespace",
+        "other": "other namespace",
+        "": "cluster-wide",
+        "tenant": "the tenant's namespace",
+        "other-tenant": "another tenant's namespace",
+    }[check.get("namespace", "own")]
     return f"{check['verb']} {group}{resource}{name} ({where})"
 
 
 def rbac_markdown() -> str:
-    lines = ["| ServiceAccount | may | may not |", "|---|---|---|"]
+    lines = ["| ServiceAccount or group | may | may not |", "|---|---|---|"]
     for entry in RBAC_TABLE:
         may = "<br>".join(describe(c) for c in entry["allowed"]) or "nothing (no Role at all)"
         may_not = "<br>".join(describe(c) for c in entry["denied"])
-        lines.append(f"| `{entry['serviceAccount']}`: {entry['why']} | {may} | {may_not} |")
+        who = f"`{entry['serviceAccount']}`" if "serviceAccount" in entry else f"group `{entry['group']}`"
+        lines.append(f"| {who}: {entry['why']} | {may} | {may_not} |")
     return "\n".join(lines)
 
 
@@ -606,18 +627,31 @@ def test_rbac_subject_access_review(api, account: str, allowed: bool, check: dic
         if o["kind"] in ("ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding")
     ]
     namespace = "dask"
-    ensure_namespace(api, namespace)
+    finish_namespace_deletions(api)  # a tenant's namespace pruned by an earlier sync here
+    for name in {namespace} | {o["metadata"]["namespace"] for o in objects if o["metadata"].get("namespace")}:
+        ensure_namespace(api, name)
     server_side_apply(objects, api)
-    sa = next(
-        o
-        for o in objects
-        if o["kind"] == "ServiceAccount" and o["metadata"]["labels"]["app.kubernetes.io/component"] == account
-    )
-    ns = {"own": namespace, "other": "elsewhere", "": ""}[check.get("namespace", "own")]
+    if account.startswith("group:"):  # a tenant's person: any user of the group
+        user, groups = "someone@example.com", [account.removeprefix("group:"), "system:authenticated"]
+    else:
+        sa = next(
+            o
+            for o in objects
+            if o["kind"] == "ServiceAccount" and o["metadata"]["labels"]["app.kubernetes.io/component"] == account
+        )
+        user = f"system:serviceaccount:{namespace}:{sa['metadata']['name']}"
+        groups = ["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"]
+    ns = {
+        "own": namespace,
+        "other": "elsewhere",
+        "": "",
+        "tenant": "tenant-forecasting",
+        "other-tenant": "tenant-pricing",
+    }[check.get("namespace", "own")]
     review = client.V1SubjectAccessReview(
         spec=client.V1SubjectAccessReviewSpec(
-            user=f"system:serviceaccount:{namespace}:{sa['metadata']['name']}",
-            groups=["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"],
+            user=user,
+            groups=groups,
             resource_attributes=client.V1ResourceAttributes(
                 namespace=ns or None,
                 verb=check["verb"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -135,6 +136,7 @@ def test_appproject_allows_exactly_what_the_clusters_need():
     assert "*" not in {k for _, k in allowed_ns | allowed_cluster}
     assert allowed_cluster <= {
         ("", "Namespace"),
+        ("apiextensions.k8s.io", "CustomResourceDefinition"),  # the dask-kubernetes operator's, with tenants
         ("rbac.authorization.k8s.io", "ClusterRole"),
         ("rbac.authorization.k8s.io", "ClusterRoleBinding"),
         ("scheduling.k8s.io", "PriorityClass"),
@@ -149,6 +151,13 @@ def test_appproject_allows_exactly_what_the_clusters_need():
         app = yaml.safe_load(REPO.application_file(name).read_text())
         assert app["spec"]["destination"] in destinations
         assert app["spec"]["destination"]["namespace"] == cluster.namespace
+        # every namespace its objects live in (its tenants') is a destination, and so are tenants to come
+        target = {k: v for k, v in app["spec"]["destination"].items() if k != "namespace"}
+        mine = {d["namespace"] for d in destinations if {k: v for k, v in d.items() if k != "namespace"} == target}
+        for path in REPO.rendered_dir(name).glob("*.yaml"):
+            namespace = yaml.safe_load(path.read_text())["metadata"].get("namespace")
+            assert not namespace or any(fnmatch.fnmatchcase(namespace, pattern) for pattern in mine), path
+        assert "tenant-*" in mine
 
 
 def template_kinds() -> set[str]:
@@ -177,6 +186,7 @@ def test_setup_objects_sync_before_workloads():
         "ClusterRoleBinding",
         "PriorityClass",
         "StorageClass",
+        "Namespace",  # a tenant's, in wave -2: before the ServiceAccount and RBAC inside it
     }  # not PersistentVolumeClaim: it syncs with its pod (see test_day2.py)
     for path in CLUSTERS_DIR.glob("*/rendered/*.yaml"):
         obj = yaml.safe_load(path.read_text())

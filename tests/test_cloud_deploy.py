@@ -209,7 +209,11 @@ def test_autoscaler_rbac_grants_what_upstream_ships_for_each_supported_minor(scr
     settings["kubernetesVersion"] = minor
     path.write_text(yaml.safe_dump(settings))
     [r] = render.render_clusters(scratch, ["aws-example"], helm)
-    [role] = objects_of(r, "ClusterRole").values()
+    [role] = [
+        o
+        for o in objects_of(r, "ClusterRole").values()
+        if o["metadata"]["labels"]["app.kubernetes.io/component"] == "cluster-autoscaler"
+    ]
     granted = {
         (group, resource): set(rule["verbs"])
         for rule in role["rules"]

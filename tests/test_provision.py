@@ -132,7 +132,7 @@ def test_eks_roles_trust_exactly_the_rendered_service_accounts_and_no_node_role_
     config = build_eksctl_config(cluster, committed_objects(REPO, cluster.name))
     accounts = identity_accounts("aws-example", "eks.amazonaws.com/role-arn")
     entries = {(e["metadata"]["namespace"], e["metadata"]["name"]): e for e in config["iam"]["serviceAccounts"]}
-    assert set(entries) == set(accounts) and len(entries) == 2
+    assert set(entries) == set(accounts) and len(entries) == 3  # the autoscaler, the Dask pods, one tenant
     for key, entry in entries.items():
         assert accounts[key].endswith(":role/" + entry["roleName"])
         assert entry["roleOnly"] is True  # the chart owns the ServiceAccount and its annotation
@@ -140,6 +140,8 @@ def test_eks_roles_trust_exactly_the_rendered_service_accounts_and_no_node_role_
     writes = next(s for s in ca if "autoscaling:SetDesiredCapacity" in s["Action"])
     assert writes["Condition"] == {"StringEquals": {"aws:ResourceTag/k8s.io/cluster-autoscaler/aws-example": "owned"}}
     assert entries[("dask", "dask-dask")]["attachPolicyARNs"] == cluster.settings["grants"]["dask"]
+    tenant = entries[("tenant-forecasting", "dask-tenant")]
+    assert tenant["attachPolicyARNs"] == cluster.settings["grants"]["tenant-forecasting"]
     assert "withAddonPolicies" not in yaml.safe_dump(config)
     addons = {a["name"]: a for a in config["addons"]}
     assert addons["vpc-cni"]["configurationValues"] == '{"enableNetworkPolicy": "true"}'
@@ -183,7 +185,7 @@ def test_aks_federates_each_rendered_service_account_and_enforces_network_policy
 def test_identity_errors_name_the_key(scratch: RepoTree):
     path = scratch.cluster_file("aws-example")
     text = path.read_text()
-    path.write_text(text.replace("grants:\n  dask: [arn:aws:iam::111122223333:policy/aws-example-dask-data]\n", ""))
+    path.write_text(text.replace("  dask: [arn:aws:iam::111122223333:policy/aws-example-dask-data]\n", ""))
     with pytest.raises(UserError, match=r"key grants\.dask: the IAM role of this component needs at least one policy"):
         build_plan(load_cluster(scratch, "aws-example"), committed_objects(scratch, "aws-example"))
     objects = committed_objects(scratch, "aws-example")

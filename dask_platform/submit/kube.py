@@ -86,21 +86,28 @@ def serving_pod(pods: list[Any]) -> str | None:
     return max(live, key=rank).metadata.name
 
 
+def api_client(kube_context: str | None = None, kubeconfig: str | None = None) -> Any:
+    """A Kubernetes API client from ``kubeconfig``, else $KUBECONFIG, else ~/.kube/config (``kube_context``, else
+    its current context); a kubeconfig that cannot be used is a KubeconfigError."""
+    from kubernetes import config
+
+    source = kubeconfig or os.environ.get("KUBECONFIG") or None
+    try:
+        return config.new_client_from_config(config_file=source, context=kube_context)
+    except Exception as exc:  # missing, unparsable (yaml, TypeError), no such context (ConfigException)
+        where = f"{source or '~/.kube/config'}{f', context {kube_context}' if kube_context else ''}"
+        raise KubeconfigError(f"{where}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from exc
+
+
 @contextlib.contextmanager
 def port_forward(ref: ServiceRef, kube_context: str | None = None, kubeconfig: str | None = None) -> Iterator[str]:
     """Forward a free local port to a running pod behind ``ref`` (like kubectl port-forward), with the
     ``kubernetes`` client's websocket port-forward. Yields the local tcp:// address. The kubeconfig is
     ``kubeconfig``, else $KUBECONFIG, else ~/.kube/config."""
     from kubernetes import client as k8s
-    from kubernetes import config
     from kubernetes.stream import portforward
 
-    source = kubeconfig or os.environ.get("KUBECONFIG") or None
-    try:
-        api = k8s.CoreV1Api(config.new_client_from_config(config_file=source, context=kube_context))
-    except Exception as exc:  # missing, unparsable (yaml, TypeError), no such context (ConfigException)
-        where = f"{source or '~/.kube/config'}{f', context {kube_context}' if kube_context else ''}"
-        raise KubeconfigError(f"{where}: {type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from exc
+    api = k8s.CoreV1Api(api_client(kube_context, kubeconfig))
     selector = ",".join(f"{k}={v}" for k, v in sorted(ref.selector.items()))
     pod = serving_pod(api.list_namespaced_pod(ref.namespace, label_selector=selector).items)
     if pod is None:

@@ -4,10 +4,11 @@ this process reaches it) for the time of the run, and the connection options eve
     Embedded          a LocalCluster started here, in this Python environment (the default)
     Address           a scheduler address as given (--scheduler, $DASK_SCHEDULER_ADDRESS)
     DeployedCluster   a cluster of clusters/, through a port-forward to its scheduler Service
+    TenantCluster     a tenant's own DaskCluster on a cluster of clusters/, for the run (dask_platform.submit.tenant)
 
-Another way (say, a tenant's cluster in its own namespace) is one more type with ``source``, ``where`` and ``open``,
-and a line in resolve_target. Connecting a Client to the address, and turning whatever stops that into one error
-line, is dask_platform.submit.connect's (``reach``), the same for every type.
+Another way is one more type with ``source``, ``where`` and ``open``, and a line in resolve_target. Connecting a
+Client to the address, and turning whatever stops that into one error line, is dask_platform.submit.connect's
+(``reach``), the same for every type.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class Connection:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
     allow_version_mismatch: bool = False
     worker_timeout: float = DEFAULT_WORKER_TIMEOUT_S
+    tenant: str | None = None
+    keep: bool = False
 
 
 class Target(abc.ABC):
@@ -137,11 +140,22 @@ class DeployedCluster(Target):
 
 
 def resolve_target(tree: RepoTree, conn: Connection, environ: Mapping[str, str]) -> Target:
-    """--scheduler wins, then --cluster, then $DASK_SCHEDULER_ADDRESS; otherwise an embedded cluster."""
+    """--scheduler wins, then --cluster (with --tenant: the tenant's own cluster), then $DASK_SCHEDULER_ADDRESS;
+    otherwise an embedded cluster."""
     if conn.scheduler and conn.cluster:
         raise UserError("give either --scheduler or --cluster, not both")
+    if conn.tenant and not conn.cluster:
+        raise UserError("--tenant needs --cluster: the cluster under clusters/ whose values declare the tenant")
+    if conn.keep and not conn.tenant:
+        raise UserError("--keep keeps a tenant's DaskCluster: it needs --tenant")
     if conn.scheduler:
         return Address(normalize_address(conn.scheduler), source="--scheduler")
+    if conn.cluster and conn.tenant:
+        from dask_platform.submit.tenant import TenantCluster
+
+        return TenantCluster(
+            tree, conn.cluster, conn.tenant, workers=conn.workers, keep=conn.keep, kube_context=conn.kube_context
+        )
     if conn.cluster:
         return DeployedCluster(tree, conn.cluster, kube_context=conn.kube_context)
     env = environ.get("DASK_SCHEDULER_ADDRESS", "").strip()

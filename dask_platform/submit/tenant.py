@@ -1,0 +1,325 @@
+"""A tenant's own Dask cluster: a DaskCluster in the tenant's namespace, run by the dask-kubernetes operator, for the
+time of one job (``submit ... --cluster NAME --tenant TENANT``).
+
+``build_tenant_cluster`` is pure: upstream's ``make_cluster_spec`` (dask_kubernetes.operator, the pinned wheel) with
+the tenant's settings as the chart rendered them (templates/tenants/configmap.yaml): the platform image, the tenant's
+ServiceAccount (its object-storage identity), the worker group's size, node selector and tolerations, the idle
+timeout, and the platform's pod hardening (the same rules as every pod of the chart: dask_platform/policy.py).
+``TenantCluster`` creates it, waits for its scheduler, port-forwards to it, and deletes it at the end, also on an
+error or Ctrl-C (``keep`` leaves it and says how to delete it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from dask_platform import daskoperator
+from dask_platform.errors import UserError
+from dask_platform.render import rendered_objects
+from dask_platform.repo import RepoTree
+from dask_platform.submit.target import Echo, Target
+from dask_platform.tenants import TenantSettings, find_tenant
+
+# The labels the operator puts on a DaskCluster's pods (dask_kubernetes operator/controller/controller.py,
+# build_scheduler_deployment_spec): the scheduler Service selects by them.
+CLUSTER_LABEL = "dask.org/cluster-name"
+COMPONENT_LABEL = "dask.org/component"
+COMM_PORT = "tcp-comm"
+DASHBOARD_PORT = "http-dashboard"
+SCRATCH = "/tmp"  # the only writable path (an emptyDir): Dask's temporary directory and HOME
+
+
+def cluster_name(prefix: str = "dask") -> str:
+    """A new DaskCluster name: ``<prefix>-<6 hex digits>`` (unique per run; the operator derives its objects')."""
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+def _harden(pod: dict[str, Any], settings: TenantSettings) -> None:
+    context = settings.security_context
+    pod["serviceAccountName"] = settings.service_account
+    pod["automountServiceAccountToken"] = False
+    pod["securityContext"] = {
+        "runAsNonRoot": True,
+        "runAsUser": context["runAsUser"],
+        "runAsGroup": context["runAsGroup"],
+        "fsGroup": context["fsGroup"],
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    if settings.node_selector:
+        pod["nodeSelector"] = dict(settings.node_selector)
+    if settings.tolerations:
+        pod["tolerations"] = list(settings.tolerations)
+    if settings.image_pull_secrets:
+        pod["imagePullSecrets"] = [{"name": n} for n in settings.image_pull_secrets]
+    pod["volumes"] = [{"name": "scratch", "emptyDir": {}}]
+    for container in pod["containers"]:
+        container["imagePullPolicy"] = settings.image_pull_policy
+        container["securityContext"] = {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        }
+        container["volumeMounts"] = [{"name": "scratch", "mountPath": SCRATCH}]
+
+
+def build_tenant_cluster(settings: TenantSettings, name: str, workers: int) -> dict[str, Any]:
+    """The DaskCluster of a tenant's run: ``workers`` workers (at most the tenant's maxWorkers)."""
+    from dask_kubernetes.operator import make_cluster_spec
+
+    if workers < 1 or workers > settings.max_workers:
+        raise UserError(
+            f"{workers} workers for tenant {settings.tenant!r}: expected 1 to {settings.max_workers} "
+            "(tenants.<name>.maxWorkers, else tenancy.maxWorkers)"
+        )
+    env = {"DASK_TEMPORARY_DIRECTORY": SCRATCH, "HOME": SCRATCH}
+    spec = make_cluster_spec(
+        name,
+        image=settings.image,
+        n_workers=workers,
+        resources=settings.resources,
+        env=env,
+        idle_timeout=settings.idle_timeout,
+    )
+    spec["metadata"]["labels"] = {"app.kubernetes.io/part-of": "dask-platform", "dask-platform/tenant": settings.tenant}
+    scheduler = spec["spec"]["scheduler"]
+    [container] = scheduler["spec"]["containers"]
+    # The platform's ports (global.ports), so the tenant's NetworkPolicy admits the operator on the same numbers.
+    container["args"] = [
+        "dask-scheduler",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(settings.scheduler_port),
+        "--dashboard-address",
+        f":{settings.dashboard_port}",
+    ]
+    ports = {COMM_PORT: settings.scheduler_port, DASHBOARD_PORT: settings.dashboard_port}
+    for port in container["ports"]:
+        port["containerPort"] = ports[port["name"]]
+    for port in scheduler["service"]["ports"]:
+        port["port"] = ports[port["name"]]
+    _harden(scheduler["spec"], settings)
+    _harden(spec["spec"]["worker"]["spec"], settings)
+    return spec
+
+
+def quota_message(body: str) -> str:
+    """The API server's refusal, reduced to its message (it names the quota and what was used)."""
+    import json
+
+    try:
+        return json.loads(body).get("message", body)
+    except (ValueError, AttributeError):
+        return str(body)
+
+
+@dataclass(frozen=True)
+class TenantCluster(Target):
+    """A DaskCluster in ``tenant``'s namespace of clusters/<cluster>/, for the time of the run."""
+
+    tree: RepoTree
+    cluster: str
+    tenant: str
+    workers: int | None = None
+    keep: bool = False
+    kube_context: str | None = None
+    kubeconfig: str | None = None
+    name: str = ""
+    source: str = "--tenant"
+    connect_attempts: ClassVar[int] = 3
+    start_timeout: float = 300.0
+
+    @property
+    def where(self) -> str:
+        return f"tenant {self.tenant} of cluster {self.cluster}"
+
+    def settings(self) -> TenantSettings:
+        objects = rendered_objects(self.tree, self.cluster)
+        return find_tenant(objects, self.tenant, f"clusters/{self.cluster}/rendered")
+
+    @contextlib.contextmanager
+    def open(self, echo: Echo) -> Iterator[str]:
+        from dask_platform.submit.kube import ServiceRef, api_client, port_forward
+
+        settings = self.settings()
+        name = self.name or cluster_name()
+        body = build_tenant_cluster(settings, name, self.workers or settings.max_workers)
+        api = api_client(self.kube_context, self.kubeconfig)
+        create_cluster(api, settings.namespace, body)
+        echo(f"DaskCluster {settings.namespace}/{name} created (idle timeout {settings.idle_timeout} s)")
+        try:
+            wait_for_scheduler(api, settings.namespace, name, self.start_timeout, echo)
+            ref = ServiceRef(
+                namespace=settings.namespace,
+                name=f"{name}-scheduler",
+                port=settings.scheduler_port,
+                selector={CLUSTER_LABEL: name, COMPONENT_LABEL: "scheduler"},
+            )
+            with port_forward(ref, self.kube_context, self.kubeconfig) as address:
+                echo(f"port-forward {address} -> {ref.namespace}/svc/{ref.name}:{ref.port}")
+                yield address
+        finally:
+            if self.keep:
+                echo(
+                    f"kept DaskCluster {name}: delete it with kubectl delete daskcluster {name} -n {settings.namespace}"
+                )
+            else:
+                delete_cluster(api, settings.namespace, name)
+                echo(f"DaskCluster {settings.namespace}/{name} deleted")
+
+
+def _custom(api: Any) -> Any:
+    from kubernetes import client
+
+    return client.CustomObjectsApi(api)
+
+
+def create_cluster(api: Any, namespace: str, body: dict[str, Any]) -> None:
+    """Create the DaskCluster; a refusal by the tenant's quota (or RBAC) is one line naming it."""
+    from kubernetes.client.exceptions import ApiException
+
+    plural = daskoperator.KINDS["DaskCluster"]
+    try:
+        _custom(api).create_namespaced_custom_object(daskoperator.GROUP, daskoperator.VERSION, namespace, plural, body)
+    except ApiException as exc:
+        if exc.status in (403, 404, 422):
+            raise UserError(
+                f"cannot create DaskCluster {body['metadata']['name']} in {namespace}: {quota_message(exc.body)}"
+            ) from None
+        raise
+
+
+def delete_cluster(api: Any, namespace: str, name: str) -> None:
+    """Delete the DaskCluster (its scheduler and workers follow: the operator's objects are owned by it)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        _custom(api).delete_namespaced_custom_object(
+            daskoperator.GROUP, daskoperator.VERSION, namespace, daskoperator.KINDS["DaskCluster"], name
+        )
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+def wait_for_scheduler(
+    api: Any, namespace: str, name: str, timeout: float, echo: Callable[[str], None], poll: float = 1.0
+) -> None:
+    """Wait until the cluster's scheduler pod runs; say what it waits for when that changes."""
+    from kubernetes import client
+
+    from dask_platform.submit.connect import Unreachable
+
+    core = client.CoreV1Api(api)
+    selector = f"{CLUSTER_LABEL}={name},{COMPONENT_LABEL}=scheduler"
+    deadline, said = time.monotonic() + timeout, ""
+    while time.monotonic() < deadline:
+        pods = core.list_namespaced_pod(namespace, label_selector=selector).items
+        if any(p.status.phase == "Running" and p.metadata.deletion_timestamp is None for p in pods):
+            return
+        state = f"waiting for the scheduler of {name} ({len(pods)} pod(s), {', '.join(p.status.phase for p in pods)})"
+        if state != said:
+            echo(state)
+            said = state
+        time.sleep(poll)
+    raise Unreachable(f"the scheduler of DaskCluster {namespace}/{name} did not start within {timeout:.0f} s")
+
+
+# --- what runs: `dask-platform tenants CLUSTER` ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClusterRow:
+    """One tenant's DaskCluster as `dask-platform tenants` shows it."""
+
+    tenant: str
+    name: str
+    age_s: float
+    phase: str
+    workers: int
+    idle_s: float | None  # None: busy or not known
+    hourly: float | None  # USD per hour of its pods (scheduler + workers), None without a price
+
+
+def build_rows(
+    items: list[tuple[str, dict[str, Any]]],
+    now: float,
+    pod_hourly: dict[str, float],
+    idle_since: dict[str, float | None],
+) -> list[ClusterRow]:
+    """Rows from (tenant, DaskCluster object) pairs, the tenants' pod prices and each cluster's idle-since time."""
+    import datetime
+
+    rows = []
+    for tenant, obj in items:
+        meta = obj["metadata"]
+        created = datetime.datetime.fromisoformat(meta["creationTimestamp"].replace("Z", "+00:00")).timestamp()
+        workers = int(obj.get("spec", {}).get("worker", {}).get("replicas", 0))
+        since = idle_since.get(f"{meta['namespace']}/{meta['name']}")
+        price = pod_hourly.get(tenant)
+        rows.append(
+            ClusterRow(
+                tenant=tenant,
+                name=meta["name"],
+                age_s=now - created,
+                phase=(obj.get("status") or {}).get("phase", "-"),
+                workers=workers,
+                idle_s=None if since is None else max(0.0, now - since),
+                hourly=None if price is None else price * (workers + 1),
+            )
+        )
+    return sorted(rows, key=lambda r: (r.tenant, r.name))
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes = int(seconds // 60)
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
+
+
+def format_rows(rows: list[ClusterRow]) -> list[str]:
+    lines = [f"{'TENANT':<14}{'CLUSTER':<18}{'AGE':>8}  {'PHASE':<10}{'WORKERS':>8}{'IDLE':>8}{'$/HOUR':>9}"]
+    for r in rows:
+        cost = "-" if r.hourly is None else f"{r.hourly:.2f}"
+        lines.append(
+            f"{r.tenant:<14}{r.name:<18}{_duration(r.age_s):>8}  {r.phase:<10}{r.workers:>8}"
+            f"{_duration(r.idle_s):>8}{cost:>9}"
+        )
+    return lines if rows else [*lines, "(no tenant clusters)"]
+
+
+def list_tenant_clusters(api: Any, settings: dict[str, TenantSettings]) -> list[tuple[str, dict[str, Any]]]:
+    """(tenant, DaskCluster) for every cluster in the tenants' namespaces."""
+    items = []
+    for tenant, s in sorted(settings.items()):
+        listed = _custom(api).list_namespaced_custom_object(
+            daskoperator.GROUP, daskoperator.VERSION, s.namespace, daskoperator.KINDS["DaskCluster"]
+        )
+        items += [(tenant, obj) for obj in listed.get("items", [])]
+    return items
+
+
+def scheduler_idle_since(
+    ref: Any, kube_context: str | None, kubeconfig: str | None, timeout: float = 5.0
+) -> float | None:
+    """When the scheduler became idle (its HTTP API's /api/v1/check_idle, what the operator's idle check reads), or
+    None when busy or not reachable."""
+    import json
+    import urllib.request
+
+    from dask_platform.submit.kube import port_forward
+
+    try:
+        with port_forward(ref, kube_context, kubeconfig) as address:
+            url = address.replace("tcp://", "http://") + "/api/v1/check_idle"
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                since = json.loads(response.read()).get("idle_since")
+    except Exception:  # an unreachable scheduler shows "-": the listing is still useful
+        return None
+    return float(since) if since else None
