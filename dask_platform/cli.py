@@ -270,7 +270,7 @@ def tenants(ctx: click.Context, cluster: str, kube_context: str | None, no_idle:
     from dask_platform.submit.connect import explain
 
     try:
-        items = list_tenant_clusters(api_client(kube_context), settings)
+        items, forbidden = list_tenant_clusters(api_client(kube_context), settings)
     except Exception as exc:  # no kubeconfig, the API refusing or not answering: one line
         message = explain(exc)
         if message is None:
@@ -283,6 +283,8 @@ def tenants(ctx: click.Context, cluster: str, kube_context: str | None, no_idle:
         ref = ServiceRef(ns, f"{name}-scheduler", settings[tenant].dashboard_port, selector)
         idle[f"{ns}/{name}"] = scheduler_idle_since(ref, kube_context, None)
     click.echo("\n".join(format_rows(build_rows(items, time.time(), costs, idle))))
+    if forbidden:
+        click.echo(f"(not allowed to list the clusters of: {', '.join(forbidden)})")
 
 
 @main.command()

@@ -176,7 +176,7 @@ def _group_scale(cluster: Cluster, g: NodeGroup, table: PriceTable, effective: d
 def tenant_costs(cluster: Cluster, effective: dict[str, Any], table: PriceTable) -> list[TenantCost]:
     """Per tenant: the price of one of its pods (sized as its worker group, on the node group that group selects)
     and of all the pods its quota admits at once."""
-    from dask_platform.tenants import _group
+    from dask_platform.tenants import _group, admitted_pods
 
     label = cloud(cluster.cloud).node_group_label
     groups = {g.name: g for g in node_groups(cluster)}
@@ -187,13 +187,9 @@ def tenant_costs(cluster: Cluster, effective: dict[str, Any], table: PriceTable)
         if values is None or node_group is None or node_group.instance_type not in table.machines:
             continue
         per_node = _worker_pods_per_node(cluster.cloud, node_group.instance_type, values)
-        limits = {**values["resources"].get("requests", {}), **values["resources"].get("limits", {})}
-        quota = tenant["quota"]
-        fits = [int(quota["pods"])] + [
-            int(parse_quantity(quota[r]) // parse_quantity(limits[r])) for r in ("cpu", "memory") if r in limits
-        ]
         hourly = table.machines[node_group.instance_type] / per_node
-        out.append(TenantCost(name, node_group.instance_type, per_node, hourly, min(fits)))
+        quota_pods = admitted_pods(tenant["quota"], values["resources"])
+        out.append(TenantCost(name, node_group.instance_type, per_node, hourly, quota_pods))
     return out
 
 

@@ -6,10 +6,11 @@ The CRDs ship inside the pinned wheel, with upstream's operator chart
 copies them into ``charts/dask-platform/files/dask-kubernetes-crds/`` with a header and one change: the Argo CD
 sync option ``ServerSideApply=true`` (daskcluster.yaml is ~284 KB and daskjob.yaml ~471 KB, over the 262,144-byte
 limit of the ``kubectl.kubernetes.io/last-applied-configuration`` annotation that client-side apply writes:
-kubernetes apimachinery ``TotalAnnotationSizeLimitB``; Argo CD docs, sync-options.md "Server-Side Apply"). The chart
-renders them when ``operator.enabled`` (templates/operator/customresourcedefinition.yaml), so Argo CD and helm both
-install and upgrade them with the platform. The wheel pinned in pyproject.toml is the one source: the sync refuses
-an installed dask-kubernetes of another version.
+kubernetes apimachinery ``TotalAnnotationSizeLimitB``; Argo CD docs, sync-options.md "Server-Side Apply"). The
+platform's Applications sync server-side anyway; the annotation keeps the CRDs server-side in any other Application
+that syncs them. The chart renders them, with its labels, when any tenant is declared
+(templates/operator/customresourcedefinition.yaml), so Argo CD and helm both install and upgrade them. The wheel
+pinned in pyproject.toml is the one source: the sync refuses an installed dask-kubernetes of another version.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ from dask_platform.errors import UserError
 from dask_platform.quantity import parse_quantity
 
 TENANT_LABEL = "dask-platform/tenant"
+# On a tenant's RoleBinding: tenants.<name>.principals, comma-separated (templates/tenants/rolebinding.yaml).
+PRINCIPALS_ANNOTATION = "dask-platform/principals"
 SETTINGS_KEY = "tenant"  # a key of the tenant's settings ConfigMap (templates/tenants/configmap.yaml)
 # Namespaces no tenant may take besides the platform's own and KEDA's: Kubernetes' own (kubernetes docs,
 # "Namespaces": default, kube-node-lease, kube-public, kube-system) and Argo CD's ([tool.dask-platform.argocd]).
@@ -80,23 +82,48 @@ def tenant_problems(
                 f"{timeout} s is above tenancy.maxIdleTimeoutSeconds ({cap} s): expected at most the cap",
             )
         group_name, group = _group(effective, tenant)
-        if group is None:
-            known = ", ".join(sorted(effective.get("dask", {}).get("workerGroups") or {})) or "none"
-            yield (
-                ["tenants", name, "workerGroup"] if tenant.get("workerGroup") else ["tenancy", "workerGroup"],
-                f"worker group {group_name!r} does not exist: expected one of dask.workerGroups ({known})",
+        where = ["tenants", name, "workerGroup"] if tenant.get("workerGroup") else ["tenancy", "workerGroup"]
+        if group is None or group.get("enabled") is False:
+            known = ", ".join(
+                sorted(
+                    n
+                    for n, g in (effective.get("dask", {}).get("workerGroups") or {}).items()
+                    if g.get("enabled", True)
+                )
             )
+            state = "does not exist" if group is None else "is disabled"
+            yield where, f"worker group {group_name!r} {state}: expected an enabled one of dask.workerGroups ({known})"
             continue
         quota = tenant["quota"]
         for resource in ("cpu", "memory"):
-            one = _size(group["resources"], resource)
-            need = 2 * one  # a scheduler and a worker, each sized as the group (the tenant's LimitRange)
+            need = 2 * _size(group["resources"], resource)  # a scheduler and a worker, each sized as the group
             if parse_quantity(quota[resource]) < need:
                 yield (
                     ["tenants", name, "quota", resource],
                     f"quota {quota[resource]} is below one scheduler and one worker of worker group {group_name!r} "
                     f"({resource} {_show(need, resource)}): expected at least that",
                 )
+                break
+        else:
+            # One cluster at its most workers must fit the quota, or submit's default run would wait for ever.
+            workers = tenant.get("maxWorkers") or tenancy["maxWorkers"]
+            fits = admitted_pods(quota, group["resources"])
+            if fits < 1 + workers:
+                yield (
+                    ["tenants", name, "maxWorkers"] if tenant.get("maxWorkers") else ["tenancy", "maxWorkers"],
+                    f"{workers} workers and a scheduler need {1 + workers} pods of worker group {group_name!r}, but "
+                    f"tenant {name!r}'s quota admits {fits}: expected maxWorkers at most {fits - 1}",
+                )
+
+
+def admitted_pods(quota: dict[str, Any], resources: dict[str, Any]) -> int:
+    """How many pods sized as ``resources`` the quota admits at once (its pods, cpu and memory)."""
+    fits = [int(quota["pods"])]
+    for resource in ("cpu", "memory"):
+        one = _size(resources, resource)
+        if one:
+            fits.append(int(parse_quantity(quota[resource]) // one))
+    return min(fits)
 
 
 def _show(value: Decimal, resource: str) -> str:
@@ -128,6 +155,8 @@ class TenantSettings:
     scheduler_port: int
     dashboard_port: int
     security_context: dict[str, Any]
+    pod_labels: dict[str, str]
+    pod_annotations: dict[str, str]
 
     @classmethod
     def from_data(cls, data: dict[str, str]) -> TenantSettings:
@@ -149,6 +178,8 @@ class TenantSettings:
             scheduler_port=int(data["schedulerPort"]),
             dashboard_port=int(data["dashboardPort"]),
             security_context=json.loads(data["securityContext"]),
+            pod_labels=json.loads(data["podLabels"]),
+            pod_annotations=json.loads(data["podAnnotations"]),
         )
 
 

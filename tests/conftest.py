@@ -41,6 +41,21 @@ def node():
         yield node
 
 
+@pytest.fixture(scope="session")
+def embedded(tmp_path_factory) -> dict:
+    """The small rossmann run (testbed.daskproc.small_run_args) on an embedded cluster of 2 workers: the reference
+    results the node's runs (the shared scheduler, a tenant's own cluster) must reproduce."""
+    import json
+
+    from testbed.daskproc import run_cli
+
+    tmp = tmp_path_factory.mktemp("node-embedded")
+    proc = run_cli(["--workers", "2", "--no-progress"], tmp)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(next((tmp / "results").glob("*/summary.json")).read_text())
+
+
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory):
     """A real kube-apiserver + etcd (testbed/envtest.py) for one test module; never skipped in CI."""

@@ -157,18 +157,6 @@ def wait_running(proc: subprocess.Popen) -> list[str]:
     raise AssertionError(f"the job never ran: {''.join(lines)}{proc.stderr.read()[-2000:]}")
 
 
-@pytest.fixture(scope="module")
-def embedded(tmp_path_factory) -> dict:
-    """The same job on an embedded cluster with the same data: the reference results."""
-    from testbed.daskproc import run_cli
-
-    tmp = tmp_path_factory.mktemp("node-embedded")
-    proc = run_cli(["--workers", "2", "--no-progress"], tmp)
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 0, err[-3000:]
-    return json.loads(next((tmp / "results").glob("*/summary.json")).read_text())
-
-
 # --- the release -------------------------------------------------------------------------------------------
 
 

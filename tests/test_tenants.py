@@ -53,6 +53,7 @@ def render_cli(tree: RepoTree, name: str = "aws-example"):
 
 
 QUOTA = {"cpu": "8", "memory": "32Gi", "pods": 4, "clusters": 1}
+FITS = {"quota": QUOTA, "maxWorkers": 1}  # two 4-CPU pods of the examples' worker groups: a scheduler and a worker
 
 
 # --- what the chart renders ------------------------------------------------------------------------------------
@@ -97,6 +98,8 @@ def test_each_tenant_gets_its_namespace_and_what_lives_in_it():
         "limits.memory": "32Gi",
         "pods": "6",
         "count/daskclusters.kubernetes.dask.org": "1",
+        "services.loadbalancers": "0",
+        "services.nodeports": "0",
     }
     # The tenant's namespace is synced before its ServiceAccount and RBAC (wave -1).
     assert {o["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] for o in by_kind(objects, "Namespace")} == {
@@ -114,7 +117,7 @@ def test_tenant_settings_take_the_worker_groups_size_and_the_tenancy_defaults():
     assert settings["forecasting"].node_selector == group["nodeSelector"]
     assert settings["forecasting"].tolerations == group["tolerations"]
     assert settings["forecasting"].idle_timeout == effective["tenancy"]["idleTimeoutSeconds"]
-    assert (settings["pricing"].idle_timeout, settings["pricing"].max_workers) == (900, 4)
+    assert (settings["pricing"].idle_timeout, settings["pricing"].max_workers) == (900, 1)
     image = effective["global"]["image"]
     assert settings["pricing"].image == f"{image['repository']}:{image['tag']}"
     assert settings["pricing"].namespace == "tenant-pricing"
@@ -192,16 +195,16 @@ def test_a_wheel_of_another_version_is_refused(monkeypatch):
 
 def test_eks_access_entries_map_each_principal_once_to_its_tenants_groups(scratch: RepoTree, helm):
     tenants = {
-        "pricing": {"group": "pricing", "principals": ["arn:aws:iam::111122223333:role/a"], "quota": QUOTA},
+        "pricing": {"group": "pricing", "principals": ["arn:aws:iam::111122223333:role/a"], **FITS},
         "risk": {
             "group": "risk",
             "principals": ["arn:aws:iam::111122223333:role/a", "arn:aws:iam::111122223333:role/b"],
-            "quota": QUOTA,
+            **FITS,
         },
     }
     set_tenants(scratch, tenants)
     [result] = render_clusters(scratch, ["aws-example"], helm)
-    entries = build_eksctl_access_entries(load_cluster(scratch, "aws-example"), result.objects)
+    entries = build_eksctl_access_entries(result.objects)
     assert entries == [
         {"principalARN": "arn:aws:iam::111122223333:role/a", "kubernetesGroups": ["pricing", "risk"]},
         {"principalARN": "arn:aws:iam::111122223333:role/b", "kubernetesGroups": ["risk"]},
@@ -226,7 +229,7 @@ def test_a_tenants_identity_gets_its_own_role_with_its_grants():
     ("tenants", "extra", "message"),
     [
         (
-            {"pricing": {**{"group": "g", "quota": QUOTA}, "colour": "blue"}},
+            {"pricing": {"group": "g", **FITS, "colour": "blue"}},
             {},
             "key values.tenants.pricing.colour: unknown key 'colour'; expected one of: group, idleTimeoutSeconds, "
             "maxWorkers, principals, quota, serviceAccount, workerGroup",
@@ -238,18 +241,18 @@ def test_a_tenants_identity_gets_its_own_role_with_its_grants():
             "'default'",
         ),
         (
-            {"dask": {"group": "g", "quota": QUOTA}},
+            {"dask": {"group": "g", **FITS}},
             {"tenancy": {"namespacePrefix": ""}},
             "key values.tenants.dask: tenant 'dask' would live in namespace 'dask', the platform's own namespace",
         ),
         (
-            {"argocd": {"group": "g", "quota": QUOTA}},
+            {"argocd": {"group": "g", **FITS}},
             {"tenancy": {"namespacePrefix": ""}},
             "key values.tenants.argocd: tenant 'argocd' would live in namespace 'argocd', a namespace of Kubernetes "
             "or Argo CD",
         ),
         (
-            {"pricing": {"group": "g", "quota": QUOTA, "idleTimeoutSeconds": 86400}},
+            {"pricing": {"group": "g", **FITS, "idleTimeoutSeconds": 86400}},
             {},
             "key values.tenants.pricing.idleTimeoutSeconds: 86400 s is above tenancy.maxIdleTimeoutSeconds (7200 s)",
         ),
@@ -263,9 +266,20 @@ def test_a_tenants_identity_gets_its_own_role_with_its_grants():
             {},
             "key values.tenants.pricing.quota.pods: 1 is less than the minimum of 2",
         ),
+        (
+            {"pricing": {"group": "g", "quota": QUOTA, "maxWorkers": 3}},
+            {},
+            "key values.tenants.pricing.maxWorkers: 3 workers and a scheduler need 4 pods of worker group 'default', "
+            "but tenant 'pricing''s quota admits 2: expected maxWorkers at most 1",
+        ),
+        (
+            {"pricing": {"group": "g", "quota": QUOTA, "workerGroup": "gpu"}},
+            {},
+            "key values.tenants.pricing.workerGroup: worker group 'gpu' is disabled",
+        ),
     ],
     ids=["unknown-field", "quota-below-one-worker", "platform-namespace", "argocd-namespace", "idle-above-cap",
-         "no-such-group", "one-pod"],
+         "no-such-group", "one-pod", "max-workers-beyond-quota", "disabled-group"],
 )  # fmt: skip
 def test_bad_tenants_are_refused_with_file_and_key_path(scratch: RepoTree, tenants, extra, message):
     set_tenants(scratch, tenants, **extra)
@@ -315,8 +329,8 @@ def test_a_tenants_cluster_takes_its_settings_and_passes_the_platforms_pod_polic
 
 def test_more_workers_than_the_tenants_maximum_is_refused():
     pricing = tenant_settings(committed("aws-example"))["pricing"]
-    with pytest.raises(UserError, match=r"5 workers for tenant 'pricing': expected 1 to 4"):
-        build_tenant_cluster(pricing, "dask-x", 5)
+    with pytest.raises(UserError, match=r"2 workers for tenant 'pricing': expected 1 to 1"):
+        build_tenant_cluster(pricing, "dask-x", 2)
 
 
 def test_tenant_needs_a_cluster_and_an_unknown_tenant_is_named(scratch: RepoTree):
@@ -386,9 +400,9 @@ def served_kind(api, crd: dict) -> bool:
 def test_a_second_cluster_beyond_the_quota_is_refused_naming_the_quota(control_plane, tenants_served):
     pricing = tenant_settings(tenants_served)["pricing"]
     people = as_group(control_plane, "dask-tenant-pricing")
-    create_cluster(people, pricing.namespace, build_tenant_cluster(pricing, "dask-first", 2))
+    create_cluster(people, pricing.namespace, build_tenant_cluster(pricing, "dask-first", 1))
     with pytest.raises(UserError) as info:
-        create_cluster(people, pricing.namespace, build_tenant_cluster(pricing, "dask-second", 2))
+        create_cluster(people, pricing.namespace, build_tenant_cluster(pricing, "dask-second", 1))
     message = str(info.value)
     assert message.startswith("cannot create DaskCluster dask-second in tenant-pricing: ")
     assert "exceeded quota: dask-quota" in message and "count/daskclusters.kubernetes.dask.org=1" in message
@@ -439,7 +453,7 @@ def test_another_tenants_people_get_403_on_its_clusters(control_plane, tenants_s
 def test_gke_and_aks_plans_map_the_tenants_groups(scratch: RepoTree, helm, cluster: str, group: str, expected: str):
     from dask_platform.provision import build_plan
 
-    set_tenants(scratch, {"pricing": {"group": group, "quota": QUOTA}}, cluster=cluster)
+    set_tenants(scratch, {"pricing": {"group": group, **FITS}}, cluster=cluster)
     [result] = render_clusters(scratch, [cluster], helm)
     plan = build_plan(load_cluster(scratch, cluster), result.objects)
     create = next(
@@ -459,7 +473,7 @@ def test_gke_and_aks_plans_map_the_tenants_groups(scratch: RepoTree, helm, clust
     ],
 )
 def test_a_group_the_cloud_cannot_bind_is_refused_by_the_plan(scratch: RepoTree, cluster: str, message: str):
-    set_tenants(scratch, {"pricing": {"group": "pricing-team", "quota": QUOTA}}, cluster=cluster)
+    set_tenants(scratch, {"pricing": {"group": "pricing-team", **FITS}}, cluster=cluster)
     assert render_cli(scratch, cluster).exit_code == 0
     result = CliRunner().invoke(cli, ["--repo", str(scratch.root), "plan", cluster])
     assert result.exit_code == 2, result.output
@@ -473,7 +487,7 @@ def test_cost_report_prices_a_tenants_pods_and_its_quota():
     [forecasting_line, pricing_line] = [line for line in cost_lines(REPO, "aws-example") if "tenant " in line]
     node = table.machines["m6i.xlarge"]  # values/aws.yaml's workers group: one 4-CPU worker per node
     assert forecasting_line.startswith(f"#   tenant forecasting: ${node:.3f} per pod-hour (1/1 of a m6i.xlarge);")
-    assert f"at its quota (4 pods) ${4 * node:.2f}/hour" in forecasting_line  # 16 CPU / 4 per pod
+    assert f"at its quota (8 pods) ${8 * node:.2f}/hour" in forecasting_line  # 32 CPU / 4 per pod
     assert f"at its quota (2 pods) ${2 * node:.2f}/hour" in pricing_line  # 8 CPU / 4 per pod
 
 
@@ -528,3 +542,16 @@ def test_the_operator_clients_supported_range_is_what_the_docs_say():
     docs = (REPO.root / "docs/tenants.md").read_text()
     assert "outside 1.28-1.35" in docs
     assert supported_kubernetes_minors(REPO) == ["1.35", "1.36"] and "The platform supports 1.35 and 1.36" in docs
+
+
+def test_every_scheduler_of_the_image_serves_distributeds_routes_and_the_api():
+    """docker/dask.yaml (the image's /etc/dask/dask.yaml): distributed's default routes plus its scheduler API, which
+    KEDA (adaptive_target), the operator (check_idle, retire_workers) and `dask-platform tenants` call."""
+    import distributed  # noqa: F401 - loads distributed's defaults into dask.config
+    from dask.config import defaults
+
+    shipped = {}
+    for layer in defaults:
+        shipped = layer.get("distributed", {}).get("scheduler", {}).get("http", {}).get("routes", shipped) or shipped
+    image = yaml.safe_load((REPO.root / "docker/dask.yaml").read_text())
+    assert image["distributed"]["scheduler"]["http"]["routes"] == [*shipped, "distributed.http.scheduler.api"]

@@ -22,7 +22,7 @@ from dask_platform.clouds.base import (
 from dask_platform.clusters import Cluster
 from dask_platform.errors import UserError
 from dask_platform.identity import Identity, grants, identities, value_key
-from dask_platform.tenants import tenant_groups
+from dask_platform.tenants import PRINCIPALS_ANNOTATION, TENANT_LABEL
 
 # The label EKS puts on a managed node group's nodes (what values/aws.yaml selects by).
 NODE_GROUP_LABEL = "eks.amazonaws.com/nodegroup"
@@ -239,17 +239,20 @@ def eksctl_node_group(cluster: Cluster, g: NodeGroup) -> dict[str, Any]:
 # names (docs.aws.amazon.com/eks/latest/eksctl/access-entries.html: accessConfig.accessEntries, principalARN,
 # kubernetesGroups; eksctl's default authenticationMode API_AND_CONFIG_MAP permits them). One entry per principal
 # (the EKS API: "You can't specify the same ARN in more than one access entry"), with every group it belongs to.
-def build_eksctl_access_entries(cluster: Cluster, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Access entries for the principals of cluster.yaml's tenants (values.tenants.<name>.principals), each mapped
-    to the groups the rendered tenant RoleBindings bind."""
-    bound = tenant_groups(objects)
+def build_eksctl_access_entries(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Access entries for the tenants' principals (tenants.<name>.principals, wherever the values set them: the
+    rendered RoleBinding carries them), each mapped to the groups of the tenants that list it."""
     groups: dict[str, list[str]] = {}
-    for name, tenant in sorted((cluster.overrides.get("tenants") or {}).items()):
-        for principal in (tenant or {}).get("principals") or []:
-            for group in bound.get(name, []):
-                if group not in groups.setdefault(principal, []):
-                    groups[principal].append(group)
-    return [{"principalARN": p, "kubernetesGroups": g} for p, g in sorted(groups.items())]
+    for obj in objects:
+        meta = obj.get("metadata", {})
+        principals = (meta.get("annotations") or {}).get(PRINCIPALS_ANNOTATION, "")
+        if obj.get("kind") != "RoleBinding" or TENANT_LABEL not in (meta.get("labels") or {}) or not principals:
+            continue
+        for principal in principals.split(","):
+            for subject in obj.get("subjects", []):
+                if subject.get("kind") == "Group" and subject["name"] not in groups.setdefault(principal, []):
+                    groups[principal].append(subject["name"])
+    return [{"principalARN": p, "kubernetesGroups": sorted(g)} for p, g in sorted(groups.items())]
 
 
 def build_eksctl_config(cluster: Cluster, objects: list[dict[str, Any]]) -> dict[str, Any]:
@@ -273,7 +276,7 @@ def build_eksctl_config(cluster: Cluster, objects: list[dict[str, Any]]) -> dict
         "addons": [EKS_VPC_CNI_ADDON, EKS_EBS_CSI_ADDON],
         "managedNodeGroups": [eksctl_node_group(cluster, g) for g in node_groups(cluster)],
     }
-    entries = build_eksctl_access_entries(cluster, objects)
+    entries = build_eksctl_access_entries(objects)
     if entries:
         config["accessConfig"] = {"authenticationMode": "API_AND_CONFIG_MAP", "accessEntries": entries}
     return config

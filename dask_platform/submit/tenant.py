@@ -77,20 +77,31 @@ def build_tenant_cluster(settings: TenantSettings, name: str, workers: int) -> d
             "(tenants.<name>.maxWorkers, else tenancy.maxWorkers)"
         )
     env = {"DASK_TEMPORARY_DIRECTORY": SCRATCH, "HOME": SCRATCH}
+    # distributed 2026.8.0 installs one program, `dask`, with scheduler and worker subcommands (its entry points:
+    # no dask-scheduler or dask-worker, which upstream's make_cluster_spec still names); the image has no entrypoint.
     spec = make_cluster_spec(
         name,
         image=settings.image,
         n_workers=workers,
         resources=settings.resources,
         env=env,
+        worker_command="dask worker",
         idle_timeout=settings.idle_timeout,
     )
     spec["metadata"]["labels"] = {"app.kubernetes.io/part-of": "dask-platform", "dask-platform/tenant": settings.tenant}
+    pod_metadata = {"labels": dict(settings.pod_labels), "annotations": dict(settings.pod_annotations)}
     scheduler = spec["spec"]["scheduler"]
+    scheduler["metadata"] = json_copy(pod_metadata)
+    spec["spec"]["worker"]["metadata"] = json_copy(pod_metadata)
     [container] = scheduler["spec"]["containers"]
+    # A GPU worker group's size gives the workers their GPUs; the scheduler needs none.
+    container["resources"] = {
+        part: {k: v for k, v in values.items() if k in ("cpu", "memory")} for part, values in settings.resources.items()
+    }
     # The platform's ports (global.ports), so the tenant's NetworkPolicy admits the operator on the same numbers.
     container["args"] = [
-        "dask-scheduler",
+        "dask",
+        "scheduler",
         "--host",
         "0.0.0.0",
         "--port",
@@ -104,8 +115,19 @@ def build_tenant_cluster(settings: TenantSettings, name: str, workers: int) -> d
     for port in scheduler["service"]["ports"]:
         port["port"] = ports[port["name"]]
     _harden(scheduler["spec"], settings)
-    _harden(spec["spec"]["worker"]["spec"], settings)
+    worker = spec["spec"]["worker"]["spec"]
+    _harden(worker, settings)
+    # The operator gives workers tcp://<cluster>-scheduler.<ns>.svc.cluster.local:8786 unless they name an address
+    # (controller.py build_worker_deployment_spec): name it, with the platform's port and no cluster domain.
+    address = f"tcp://{name}-scheduler:{settings.scheduler_port}"
+    worker["containers"][0]["env"].append({"name": "DASK_SCHEDULER_ADDRESS", "value": address})
     return spec
+
+
+def json_copy(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value))
 
 
 def quota_message(body: str) -> str:
@@ -150,7 +172,7 @@ class TenantCluster(Target):
         name = self.name or cluster_name()
         body = build_tenant_cluster(settings, name, self.workers or settings.max_workers)
         api = api_client(self.kube_context, self.kubeconfig)
-        create_cluster(api, settings.namespace, body)
+        create_cluster(api, settings.namespace, body, echo)
         echo(f"DaskCluster {settings.namespace}/{name} created (idle timeout {settings.idle_timeout} s)")
         try:
             wait_for_scheduler(api, settings.namespace, name, self.start_timeout, echo)
@@ -179,19 +201,48 @@ def _custom(api: Any) -> Any:
     return client.CustomObjectsApi(api)
 
 
-def create_cluster(api: Any, namespace: str, body: dict[str, Any]) -> None:
+# The API server refuses a quota-counted object while the quota controller has not computed its usage yet
+# (kubernetes plugin/pkg/admission/resourcequota: "status unknown for quota"). A quota created before the controller
+# discovered the CRD's resource (discovery every 30 s) is recounted only at the next full resync, every
+# --resource-quota-sync-period (5 min by default): kubernetes/kubernetes#72384 (review), #64201. So a tenant synced
+# together with the operator's CRDs may wait up to ~5 min for its first cluster: a wait, not a refusal.
+QUOTA_PENDING = "status unknown for quota"
+QUOTA_PENDING_TIMEOUT_S = 360.0
+
+
+def create_cluster(
+    api: Any,
+    namespace: str,
+    body: dict[str, Any],
+    echo: Callable[[str], None] | None = None,
+    pending_timeout: float = QUOTA_PENDING_TIMEOUT_S,
+) -> None:
     """Create the DaskCluster; a refusal by the tenant's quota (or RBAC) is one line naming it."""
     from kubernetes.client.exceptions import ApiException
 
     plural = daskoperator.KINDS["DaskCluster"]
-    try:
-        _custom(api).create_namespaced_custom_object(daskoperator.GROUP, daskoperator.VERSION, namespace, plural, body)
-    except ApiException as exc:
-        if exc.status in (403, 404, 422):
-            raise UserError(
-                f"cannot create DaskCluster {body['metadata']['name']} in {namespace}: {quota_message(exc.body)}"
-            ) from None
-        raise
+    deadline, said = time.monotonic() + pending_timeout, False
+    while True:
+        try:
+            _custom(api).create_namespaced_custom_object(
+                daskoperator.GROUP, daskoperator.VERSION, namespace, plural, body
+            )
+            return
+        except ApiException as exc:
+            message = quota_message(exc.body)
+            if exc.status == 403 and QUOTA_PENDING in message and time.monotonic() < deadline:
+                if echo and not said:
+                    echo(
+                        f"the quota of {namespace} does not count DaskClusters yet (a new tenant: the quota "
+                        "controller recounts within 5 min); waiting"
+                    )
+                    said = True
+                time.sleep(2)
+                continue
+            if exc.status in (403, 404, 422):
+                name = body["metadata"]["name"]
+                raise UserError(f"cannot create DaskCluster {name} in {namespace}: {message}") from None
+            raise
 
 
 def delete_cluster(api: Any, namespace: str, name: str) -> None:
@@ -207,10 +258,17 @@ def delete_cluster(api: Any, namespace: str, name: str) -> None:
             raise
 
 
+def _ready(pod: Any) -> bool:
+    return pod.metadata.deletion_timestamp is None and any(
+        c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []
+    )
+
+
 def wait_for_scheduler(
     api: Any, namespace: str, name: str, timeout: float, echo: Callable[[str], None], poll: float = 1.0
 ) -> None:
-    """Wait until the cluster's scheduler pod runs; say what it waits for when that changes."""
+    """Wait until the cluster's scheduler pod is Ready (its readiness probe asks the scheduler's /health: a Running
+    pod may not listen yet); say what it waits for when that changes, and stop at a quota's refusal."""
     from kubernetes import client
 
     from dask_platform.submit.connect import Unreachable
@@ -220,14 +278,40 @@ def wait_for_scheduler(
     deadline, said = time.monotonic() + timeout, ""
     while time.monotonic() < deadline:
         pods = core.list_namespaced_pod(namespace, label_selector=selector).items
-        if any(p.status.phase == "Running" and p.metadata.deletion_timestamp is None for p in pods):
+        if any(_ready(p) for p in pods):
+            refused = quota_refusals(api, namespace, name)
+            if refused:
+                echo(f"some pods of {name} were refused by the tenant's quota: {refused[0]}")
             return
-        state = f"waiting for the scheduler of {name} ({len(pods)} pod(s), {', '.join(p.status.phase for p in pods)})"
+        refused = [r for r in quota_refusals(api, namespace, name) if "-scheduler" in r.split(":", 1)[0]]
+        if refused:
+            raise UserError(f"the scheduler of DaskCluster {namespace}/{name} cannot start: {refused[0]}")
+        phases = ", ".join(p.status.phase for p in pods) or "no pod yet"
+        state = f"waiting for the scheduler of {name} ({phases})"
         if state != said:
             echo(state)
             said = state
         time.sleep(poll)
-    raise Unreachable(f"the scheduler of DaskCluster {namespace}/{name} did not start within {timeout:.0f} s")
+    raise Unreachable(f"the scheduler of DaskCluster {namespace}/{name} was not Ready within {timeout:.0f} s")
+
+
+def quota_refusals(api: Any, namespace: str, name: str) -> list[str]:
+    """The quota's refusals of the cluster's pods ("<ReplicaSet>: <message>"): the ReplicaSets of its Deployments
+    record a FailedCreate event naming the quota when the API server refuses a pod (kube-controller-manager's
+    replica set controller)."""
+    from kubernetes import client
+
+    out = []
+    for event in client.CoreV1Api(api).list_namespaced_event(namespace).items:
+        owner = event.involved_object
+        if (
+            event.reason == "FailedCreate"
+            and owner.kind == "ReplicaSet"
+            and owner.name.startswith(f"{name}-")
+            and "exceeded quota" in (event.message or "")
+        ):
+            out.append(f"{owner.name}: {' '.join(event.message.split())}")
+    return out
 
 
 # --- what runs: `dask-platform tenants CLUSTER` ----------------------------------------------------------------
@@ -294,15 +378,26 @@ def format_rows(rows: list[ClusterRow]) -> list[str]:
     return lines if rows else [*lines, "(no tenant clusters)"]
 
 
-def list_tenant_clusters(api: Any, settings: dict[str, TenantSettings]) -> list[tuple[str, dict[str, Any]]]:
-    """(tenant, DaskCluster) for every cluster in the tenants' namespaces."""
-    items = []
+def list_tenant_clusters(
+    api: Any, settings: dict[str, TenantSettings]
+) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """(tenant, DaskCluster) for every cluster in the tenants' namespaces the caller may list, and the tenants it may
+    not (a tenant's people see their own only)."""
+    from kubernetes.client.exceptions import ApiException
+
+    items, forbidden = [], []
     for tenant, s in sorted(settings.items()):
-        listed = _custom(api).list_namespaced_custom_object(
-            daskoperator.GROUP, daskoperator.VERSION, s.namespace, daskoperator.KINDS["DaskCluster"]
-        )
+        try:
+            listed = _custom(api).list_namespaced_custom_object(
+                daskoperator.GROUP, daskoperator.VERSION, s.namespace, daskoperator.KINDS["DaskCluster"]
+            )
+        except ApiException as exc:
+            if exc.status != 403:
+                raise
+            forbidden.append(tenant)
+            continue
         items += [(tenant, obj) for obj in listed.get("items", [])]
-    return items
+    return items, forbidden
 
 
 def scheduler_idle_since(
