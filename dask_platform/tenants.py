@@ -81,39 +81,38 @@ def tenant_problems(
                 ["tenants", name, "idleTimeoutSeconds"],
                 f"{timeout} s is above tenancy.maxIdleTimeoutSeconds ({cap} s): expected at most the cap",
             )
-        group_name, group = _group(effective, tenant)
+        yield from _size_problems(effective, name, tenant)
+
+
+def _size_problems(effective: dict[str, Any], name: str, tenant: dict[str, Any]) -> Iterator[tuple[list[Any], str]]:
+    """A tenant's worker group must exist and be enabled; its quota must hold a scheduler and a worker, and one
+    cluster at its maxWorkers (or submit's default run would wait for ever)."""
+    group_name, group = _group(effective, tenant)
+    if group is None or group.get("enabled") is False:
+        groups = effective.get("dask", {}).get("workerGroups") or {}
+        known = ", ".join(sorted(n for n, g in groups.items() if (g or {}).get("enabled", True)))
+        state = "does not exist" if group is None else "is disabled"
         where = ["tenants", name, "workerGroup"] if tenant.get("workerGroup") else ["tenancy", "workerGroup"]
-        if group is None or group.get("enabled") is False:
-            known = ", ".join(
-                sorted(
-                    n
-                    for n, g in (effective.get("dask", {}).get("workerGroups") or {}).items()
-                    if g.get("enabled", True)
-                )
+        yield where, f"worker group {group_name!r} {state}: expected an enabled one of dask.workerGroups ({known})"
+        return
+    quota = tenant["quota"]
+    for resource in ("cpu", "memory"):
+        need = 2 * _size(group["resources"], resource)  # a scheduler and a worker, each sized as the group
+        if parse_quantity(quota[resource]) < need:
+            yield (
+                ["tenants", name, "quota", resource],
+                f"quota {quota[resource]} is below one scheduler and one worker of worker group {group_name!r} "
+                f"({resource} {_show(need, resource)}): expected at least that",
             )
-            state = "does not exist" if group is None else "is disabled"
-            yield where, f"worker group {group_name!r} {state}: expected an enabled one of dask.workerGroups ({known})"
-            continue
-        quota = tenant["quota"]
-        for resource in ("cpu", "memory"):
-            need = 2 * _size(group["resources"], resource)  # a scheduler and a worker, each sized as the group
-            if parse_quantity(quota[resource]) < need:
-                yield (
-                    ["tenants", name, "quota", resource],
-                    f"quota {quota[resource]} is below one scheduler and one worker of worker group {group_name!r} "
-                    f"({resource} {_show(need, resource)}): expected at least that",
-                )
-                break
-        else:
-            # One cluster at its most workers must fit the quota, or submit's default run would wait for ever.
-            workers = tenant.get("maxWorkers") or tenancy["maxWorkers"]
-            fits = admitted_pods(quota, group["resources"])
-            if fits < 1 + workers:
-                yield (
-                    ["tenants", name, "maxWorkers"] if tenant.get("maxWorkers") else ["tenancy", "maxWorkers"],
-                    f"{workers} workers and a scheduler need {1 + workers} pods of worker group {group_name!r}, but "
-                    f"tenant {name!r}'s quota admits {fits}: expected maxWorkers at most {fits - 1}",
-                )
+            return
+    workers = tenant.get("maxWorkers") or effective["tenancy"]["maxWorkers"]
+    fits = admitted_pods(quota, group["resources"])
+    if fits < 1 + workers:
+        yield (
+            ["tenants", name, "maxWorkers"] if tenant.get("maxWorkers") else ["tenancy", "maxWorkers"],
+            f"{workers} workers and a scheduler need {1 + workers} pods of worker group {group_name!r}, but "
+            f"tenant {name!r}'s quota admits {fits}: expected maxWorkers at most {fits - 1}",
+        )
 
 
 def admitted_pods(quota: dict[str, Any], resources: dict[str, Any]) -> int:

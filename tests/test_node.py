@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -27,8 +26,8 @@ from dask_platform.render import RenderedCluster, render_clusters
 from dask_platform.repo import RepoTree
 from dask_platform.submit.embedded import worker_spawn_environ
 from dask_platform.submit.kube import ServiceRef, port_forward
-from testbed.daskproc import small_run_args
-from tests.support.node import NAMESPACE, RELEASE, Node, node_cluster
+from tests.support.node import NAMESPACE, RELEASE, Node, node_cluster, wait_until
+from tests.support.node import start_submit as submit_process
 from tests.support.scratch import scratch_copy
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
@@ -126,15 +125,6 @@ def exec_in(node: Node, pod: str, command: list[str]) -> tuple[int, str]:
     return resp.returncode, output
 
 
-def wait_until(check, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if check():
-            return
-        time.sleep(1)
-    raise AssertionError(f"{what} not reached after {timeout:.0f} s")
-
-
 def all_ready(node: Node, n: int = 4) -> bool:
     ready = [p for p in pods(node) if p.status.phase == "Running" and all(c.ready for c in p.status.container_statuses)]
     return len(ready) == n
@@ -142,10 +132,7 @@ def all_ready(node: Node, n: int = 4) -> bool:
 
 def start_submit(node: Node, tree: RepoTree, tmp: Path, *extra: str) -> subprocess.Popen:
     """`dask-platform submit rossmann --cluster node` (a port-forward to the node's scheduler) as a process."""
-    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"} | {"KUBECONFIG": str(node.kubeconfig)}
-    args = small_run_args(tmp, "--no-progress", "--cluster", "node", *extra)
-    cmd = [sys.executable, "-m", "dask_platform", "--repo", str(tree.root), "submit", *args]
-    return subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return submit_process(node, tree, tmp, "--cluster", "node", *extra)
 
 
 def wait_running(proc: subprocess.Popen) -> list[str]:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import queue
 import signal
 import subprocess
-import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,8 @@ from dask_platform.render import render_clusters
 from dask_platform.repo import RepoTree
 from dask_platform.submit.tenant import build_tenant_cluster, create_cluster, delete_cluster
 from dask_platform.tenants import tenant_settings
-from testbed.daskproc import small_run_args
-from tests.support.node import SCENARIO, Node
+from tests.support.node import SCENARIO, Node, node_cluster, wait_until
+from tests.support.node import start_submit as submit_process
 from tests.support.scratch import scratch_copy
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
@@ -51,16 +51,7 @@ def tree(tmp_path_factory) -> RepoTree:
     values["operator"] = {
         "resources": {"requests": {"cpu": "50m", "memory": "192Mi"}, "limits": {"cpu": "500m", "memory": "512Mi"}}
     }
-    doc = {
-        "cloud": "minikube",
-        "namespace": NAMESPACE,
-        "kubernetesVersion": "1.36",
-        "argocd": {"server": "https://kubernetes.default.svc"},
-        "values": values,
-    }
-    path = tree.cluster_file(CLUSTER)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    node_cluster(tree, CLUSTER, NAMESPACE, values)
     return tree
 
 
@@ -125,26 +116,17 @@ def tenant_pods(node: Node, namespace: str) -> list[Any]:
     return client.CoreV1Api(node.api()).list_namespaced_pod(namespace).items
 
 
-def wait_until(check, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if check():
-            return
-        time.sleep(1)
-    raise AssertionError(f"{what} not reached after {timeout:.0f} s")
-
-
 def start_submit(node: Node, tree: RepoTree, tmp: Path, tenant: str, *extra: str) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"} | {"KUBECONFIG": str(node.kubeconfig)}
-    args = small_run_args(tmp, "--no-progress", "--cluster", CLUSTER, "--tenant", tenant, *extra)
-    cmd = [sys.executable, "-m", "dask_platform", "--repo", str(tree.root), "submit", *args]
-    return subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return submit_process(node, tree, tmp, "--cluster", CLUSTER, "--tenant", tenant, *extra)
+
+
+def operator_pods(node: Node) -> list[Any]:
+    pods = tenant_pods(node, NAMESPACE)
+    return [p for p in pods if p.metadata.labels.get("app.kubernetes.io/component") == "operator"]
 
 
 def test_the_operator_runs_from_the_platform_image(node: Node, release):
-    [pod] = [
-        p for p in tenant_pods(node, NAMESPACE) if p.metadata.labels.get("app.kubernetes.io/component") == "operator"
-    ]
+    [pod] = operator_pods(node)
     assert pod.status.phase == "Running" and all(c.ready for c in pod.status.container_statuses)
     assert pod.spec.containers[0].security_context.read_only_root_filesystem is True
     assert pod.status.container_statuses[0].restart_count == 0
@@ -195,3 +177,74 @@ def test_an_idle_cluster_is_deleted_by_the_operator(node: Node, release):
     wait_until(lambda: any(p.status.phase == "Running" for p in tenant_pods(node, alice.namespace)), 180, "it runs")
     wait_until(lambda: daskclusters(node, alice.namespace) == [], 180, "the idle cluster deleted by the operator")
     wait_until(lambda: not tenant_pods(node, alice.namespace), 180, "its pods garbage-collected")
+
+
+def read_lines(proc: subprocess.Popen) -> queue.Queue:
+    """The process's stdout lines, as they come, from a reader thread (None at the end)."""
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def until_line(lines: queue.Queue, start: str, timeout: float) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            line = lines.get(timeout=max(0.1, deadline - time.time()))
+        except queue.Empty:
+            break
+        if line is None:
+            raise AssertionError(f"the run ended before a line starting {start!r}")
+        if line.startswith(start):
+            return line
+    raise AssertionError(f"no line starting {start!r} within {timeout:.0f} s")
+
+
+def test_workers_scaled_past_the_quota_are_refused_and_submit_says_so(node: Node, release, tree, tmp_path):
+    proc = start_submit(node, tree, tmp_path, "alice", "--workers", "2")
+    lines = read_lines(proc)
+    name = until_line(lines, "DaskCluster tenant-alice/", 120).split()[1].split("/")[1]
+    until_line(lines, "running rossmann", 600)
+    # A person scales the cluster to 3 workers (kubectl scale): 4 pods where alice's quota admits 3.
+    custom(node).patch_namespaced_custom_object(
+        daskoperator.GROUP, daskoperator.VERSION, "tenant-alice", "daskclusters", name,
+        {"spec": {"worker": {"replicas": 3}}},
+    )  # fmt: skip
+    scaled = time.time()
+    refused = until_line(lines, "the tenant's quota refused a pod", 120)
+    print(f"submit reported the quota's refusal {time.time() - scaled:.1f} s after the scale-up")
+    assert "exceeded quota: dask-quota" in refused
+    assert proc.wait(timeout=900) == 0, proc.stderr.read()[-3000:]  # the run goes on with the workers it has
+    assert daskclusters(node, "tenant-alice") == []
+
+
+def test_killing_the_operator_during_a_job_disturbs_nothing_and_the_new_one_adopts(
+    node: Node, release, tree, embedded, tmp_path
+):
+    from kubernetes import client
+
+    proc = start_submit(node, tree, tmp_path, "alice", "--workers", "2")
+    lines = read_lines(proc)
+    until_line(lines, "running rossmann", 600)
+    core = client.CoreV1Api(node.api())
+    [old] = operator_pods(node)
+    core.delete_namespaced_pod(old.metadata.name, NAMESPACE, grace_period_seconds=0)
+
+    def new_operator_ready() -> bool:
+        pods = operator_pods(node)
+        return any(p.metadata.name != old.metadata.name and p.status.container_statuses
+                   and all(c.ready for c in p.status.container_statuses) for p in pods)  # fmt: skip
+
+    wait_until(new_operator_ready, 180, "a new operator pod Ready")
+    assert proc.wait(timeout=900) == 0, proc.stderr.read()[-3000:]
+    summary = json.loads(next((tmp_path / "results").glob("*/summary.json")).read_text())
+    assert summary["best_params"] == embedded["best_params"]
+    # submit deleted the cluster at the end: only the new operator could lift its finalizer (it adopted the cluster)
+    wait_until(lambda: daskclusters(node, "tenant-alice") == [], 120, "the DaskCluster gone")
+    wait_until(lambda: not tenant_pods(node, "tenant-alice"), 180, "its pods garbage-collected")

@@ -555,3 +555,9 @@ def test_every_scheduler_of_the_image_serves_distributeds_routes_and_the_api():
         shipped = layer.get("distributed", {}).get("scheduler", {}).get("http", {}).get("routes", shipped) or shipped
     image = yaml.safe_load((REPO.root / "docker/dask.yaml").read_text())
     assert image["distributed"]["scheduler"]["http"]["routes"] == [*shipped, "distributed.http.scheduler.api"]
+
+
+def test_the_images_kubecluster_idle_timeout_is_the_platforms_default():
+    image = yaml.safe_load((REPO.root / "docker/dask.yaml").read_text())
+    chart = yaml.safe_load((REPO.chart / "values.yaml").read_text())
+    assert image["kubernetes"]["idle-timeout"] == chart["tenancy"]["idleTimeoutSeconds"]

@@ -182,7 +182,10 @@ class TenantCluster(Target):
                 port=settings.scheduler_port,
                 selector={CLUSTER_LABEL: name, COMPONENT_LABEL: "scheduler"},
             )
-            with port_forward(ref, self.kube_context, self.kubeconfig) as address:
+            with (
+                port_forward(ref, self.kube_context, self.kubeconfig) as address,
+                quota_watch(api, settings.namespace, name, echo),
+            ):
                 echo(f"port-forward {address} -> {ref.namespace}/svc/{ref.name}:{ref.port}")
                 yield address
         finally:
@@ -312,6 +315,35 @@ def quota_refusals(api: Any, namespace: str, name: str) -> list[str]:
         ):
             out.append(f"{owner.name}: {' '.join(event.message.split())}")
     return out
+
+
+@contextlib.contextmanager
+def quota_watch(api: Any, namespace: str, name: str, echo: Echo, every: float = 3.0) -> Iterator[None]:
+    """While the run goes on, say (once each) when the tenant's quota refuses pods of the cluster: workers scaled past
+    it are never created, so without this a run would only see fewer workers than it asked for."""
+    import threading
+
+    stop = threading.Event()
+    seen = set(quota_refusals(api, namespace, name))  # said before the run, by wait_for_scheduler
+
+    def watch() -> None:
+        while not stop.wait(every):
+            try:
+                refused = quota_refusals(api, namespace, name)
+            except Exception:  # the API unreachable for a moment: the run itself will say so if it matters
+                continue
+            for line in refused:
+                if line not in seen:
+                    seen.add(line)
+                    echo(f"the tenant's quota refused a pod of {name}: {line}")
+
+    thread = threading.Thread(target=watch, name="quota-watch", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=every + 5)
 
 
 # --- what runs: `dask-platform tenants CLUSTER` ----------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,17 +66,41 @@ def running_node(tree: RepoTree) -> Iterator[Node]:
     assert left == [], f"node down left these behind: {left}"
 
 
-def node_cluster(tree: RepoTree, name: str = "node") -> str:
-    """A cluster folder in ``tree`` for the node: minikube's values with the ci/ scenario sized for 2 cores."""
-    scenario = yaml.safe_load((tree.chart / "ci" / SCENARIO).read_text())
+def node_cluster(
+    tree: RepoTree, name: str = "node", namespace: str = NAMESPACE, values: dict[str, Any] | None = None
+) -> str:
+    """A cluster folder in ``tree`` for the node: minikube's values with ``values`` (default: the ci/ scenario sized
+    for 2 cores) in ``namespace``."""
+    if values is None:
+        values = yaml.safe_load((tree.chart / "ci" / SCENARIO).read_text())
     doc = {
         "cloud": "minikube",
-        "namespace": NAMESPACE,
+        "namespace": namespace,
         "kubernetesVersion": "1.36",
         "argocd": {"server": "https://kubernetes.default.svc"},
-        "values": scenario,
+        "values": values,
     }
     path = tree.cluster_file(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return name
+
+
+def wait_until(check, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return
+        time.sleep(1)
+    raise AssertionError(f"{what} not reached after {timeout:.0f} s")
+
+
+def start_submit(node: Node, tree: RepoTree, tmp: Path, *where: str) -> subprocess.Popen:
+    """`dask-platform submit rossmann` on small data (testbed.daskproc.small_run_args), on the node (``where``: e.g.
+    --cluster NAME [--tenant T]), as a process with the node's kubeconfig."""
+    from testbed.daskproc import small_run_args
+
+    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"} | {"KUBECONFIG": str(node.kubeconfig)}
+    args = small_run_args(tmp, "--no-progress", *where)
+    cmd = [sys.executable, "-m", "dask_platform", "--repo", str(tree.root), "submit", *args]
+    return subprocess.Popen(cmd, env=env, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
