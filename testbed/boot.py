@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from testbed import CHECKOUT
 from testbed.daskproc import free_port, image_site, wait_for_port
 
 BIN = Path(sys.executable).parent
@@ -108,6 +109,12 @@ def boot(rendered: Path, workdir: Path, worker_limit: int | None = None) -> Iter
     # Job code other than the client's (not this checkout's editable install, which no pod has): it must upload.
     base_env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
     base_env["PYTHONPATH"] = str(image_site(workdir / "opt-dask-platform"))
+    # The image's Dask configuration: docker/Dockerfile copies docker/dask.yaml to /etc/dask/, which Dask reads at
+    # start-up; here it is a folder of its own named by DASK_CONFIG, which Dask reads the same way.
+    etc_dask = workdir / "etc-dask"
+    etc_dask.mkdir(parents=True, exist_ok=True)
+    (etc_dask / "dask.yaml").write_text((CHECKOUT / "docker" / "dask.yaml").read_text())
+    base_env["DASK_CONFIG"] = str(etc_dask)
 
     def start(deployment: dict[str, Any], pod_name: str, ports: dict[int, int]) -> subprocess.Popen:
         spec = deployment["spec"]["template"]["spec"]

@@ -222,6 +222,8 @@ def test_workers_scaled_past_the_quota_are_refused_and_submit_says_so(node: Node
     assert "exceeded quota: dask-quota" in refused
     assert proc.wait(timeout=900) == 0, proc.stderr.read()[-3000:]  # the run goes on with the workers it has
     assert daskclusters(node, "tenant-alice") == []
+    # its pods still count against the quota until they are gone (the next run needs them gone)
+    wait_until(lambda: not tenant_pods(node, "tenant-alice"), 180, "its pods garbage-collected")
 
 
 def test_killing_the_operator_during_a_job_disturbs_nothing_and_the_new_one_adopts(

@@ -210,6 +210,16 @@ def test_port_forward_prefers_a_ready_pod_then_the_newest():
     assert serving_pod([_pod("older", age_s=100), _pod("newer", age_s=1)]) == "newer"
 
 
+def distributed_default_routes() -> list[str]:
+    """The scheduler's HTTP routes as distributed ships them (its distributed.yaml), whatever this process set."""
+    from pathlib import Path
+
+    import distributed
+
+    shipped = yaml.safe_load((Path(distributed.__file__).parent / "distributed.yaml").read_text())
+    return shipped["distributed"]["scheduler"]["http"]["routes"]
+
+
 def test_platform_dask_config_is_read_leaf_by_leaf(scratch: RepoTree):
     """docker/dask.yaml becomes dotted keys: setting them keeps Dask's other settings of the same section (a nested
     dict given to dask.config.set would replace the whole section: the nanny's OMP_NUM_THREADS=1 would go)."""
@@ -220,8 +230,10 @@ def test_platform_dask_config_is_read_leaf_by_leaf(scratch: RepoTree):
 
     config = worker_dask_config(REPO)
     assert config == {
+        "distributed.scheduler.http.routes": [*distributed_default_routes(), "distributed.http.scheduler.api"],
         "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 4194304,
         "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_": 4194304,
+        "kubernetes.idle-timeout": 1800,
     }
     with dask.config.set(config):
         environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
